@@ -1,0 +1,20 @@
+.PHONY: setup format lint test test-all bench
+
+setup:
+	python3 -m venv .venv && .venv/bin/python -m pip install -q -U pip
+	.venv/bin/python -m pip install -q -e . --group test --group lint
+
+format:
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+lint:
+	.venv/bin/ruff format --check . && .venv/bin/ruff check . && .venv/bin/mypy
+
+test:
+	.venv/bin/python -m pytest
+
+test-all:
+	bash .ci/run
+
+bench:
+	.venv/bin/python benchmarks/concurrency.py

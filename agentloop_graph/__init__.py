@@ -1,0 +1,15 @@
+"""A plan -> execute -> adapt -> summarise agent loop as a LangGraph state machine."""
+
+from agentloop_graph.compat import AgenticResult, AgenticStep, run_agentic_loop
+from agentloop_graph.graph import create_agent_loop
+from agentloop_graph.settings import Context
+from agentloop_graph.state import StepRecord
+
+__all__ = [
+    "AgenticResult",
+    "AgenticStep",
+    "Context",
+    "StepRecord",
+    "create_agent_loop",
+    "run_agentic_loop",
+]

@@ -1,0 +1,50 @@
+"""The `adapter` node: proposes another way to do a step that failed."""
+
+from __future__ import annotations
+
+from agentloop_graph.executor import finish_step
+from agentloop_graph.models import describe_error
+from agentloop_graph.node import Body, CallModel, Emit
+from agentloop_graph.parsing import clean_answer
+from agentloop_graph.progress import RESULT_PREVIEW
+from agentloop_graph.prompts import adapter_prompt
+from agentloop_graph.settings import Settings
+from agentloop_graph.state import AgentLoopState, Cursor
+
+
+def adapt(state: AgentLoopState, settings: Settings) -> Body:
+    """Ask for a revised step; if that fails, the step ends as failed."""
+    cursor: Cursor = state["cursor"]
+    plan: list[str] = state["plan"]
+    step = len(state["steps"]) + 1
+    attempted = cursor["description"] or plan[step - 1]
+    failure = cursor["error"] or "unknown error"
+    prompt = adapter_prompt(state["task"], step, len(plan), attempted, failure)
+    try:
+        reply = yield CallModel(settings.model, prompt)
+        revised = clean_answer(reply.text)
+        if not revised:
+            raise ValueError("the adapter returned an empty step")
+    except Exception as exc:
+        return (
+            yield from finish_step(
+                state,
+                status="failed",
+                result="",
+                error=describe_error(settings.model, exc),
+                attempts=cursor["attempt"],
+                started_at=cursor["step_started_at"] or cursor["started_at"],
+            )
+        )
+    yield Emit(
+        {
+            "event": "agentic.step_adapted",
+            "task_id": state["task_id"],
+            "step": step,
+            "total": len(plan),
+            "description": plan[step - 1],
+            "error": failure,
+            "adaptation": revised[:RESULT_PREVIEW],
+        }
+    )
+    return {"cursor": {**cursor, "description": revised, "needs_adaptation": False}}

@@ -1,0 +1,164 @@
+"""The `executor` node: one attempt at the current step, tool loop included."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+
+from agentloop_graph.models import describe_error
+from agentloop_graph.node import Body, CallModel, CallTool, Effect, Emit
+from agentloop_graph.parsing import clean_answer
+from agentloop_graph.progress import RESULT_PREVIEW
+from agentloop_graph.prompts import executor_prompt
+from agentloop_graph.settings import Settings
+from agentloop_graph.state import AgentLoopState, Cursor, StepRecord, StepStatus, next_cursor
+
+
+class StepFailure(Exception):
+    """An attempt that ended without a usable answer."""
+
+
+def _attempt(
+    settings: Settings, prompt: str, deadline: float | None
+) -> Generator[Effect, Any, str]:
+    """Ask the model, running the tools it calls, until it answers in text."""
+    conversation: str | list[BaseMessage] = prompt
+    for _ in range(settings.max_tool_rounds + 1):
+        reply: AIMessage = yield CallModel(settings.executor_model, conversation, deadline)
+        if not reply.tool_calls:
+            answer = clean_answer(reply.text)
+            if not answer:
+                raise StepFailure("the model returned an empty answer")
+            return answer
+        messages: list[BaseMessage] = (
+            [HumanMessage(prompt), reply]
+            if isinstance(conversation, str)
+            else [*conversation, reply]
+        )
+        for call in reply.tool_calls:
+            tool = settings.tools.get(call["name"])
+            if tool is None:
+                known = ", ".join(sorted(settings.tools)) or "none"
+                messages.append(
+                    ToolMessage(
+                        f"Error: there is no tool named {call['name']!r} (tools: {known})",
+                        tool_call_id=call["id"] or "",
+                        name=call["name"],
+                        status="error",
+                    )
+                )
+            else:
+                messages.append((yield CallTool(tool, call, deadline)))
+        conversation = messages
+    raise StepFailure(f"the tool loop ran out of rounds ({settings.max_tool_rounds})")
+
+
+def _failure_text(settings: Settings, exc: Exception) -> str:
+    if isinstance(exc, StepFailure):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"the attempt timed out after {settings.step_timeout:g} s"
+    return describe_error(settings.model, exc)
+
+
+def finish_step(
+    state: AgentLoopState,
+    *,
+    status: StepStatus,
+    result: str,
+    error: str | None,
+    attempts: int,
+    started_at: float,
+) -> Generator[Effect, Any, dict[str, Any]]:
+    """Record how the open step ended, announce it and move on to the next step."""
+    cursor: Cursor = state["cursor"]
+    step = len(state["steps"]) + 1
+    record: StepRecord = {
+        "step_num": step,
+        "description": state["plan"][step - 1],
+        "result": result,
+        "status": status,
+        "duration_ms": int((time.time() - started_at) * 1000),
+        "attempts": attempts,
+        "error": error,
+        "adaptation": cursor["description"],
+    }
+    yield Emit(
+        {
+            "event": "agentic.step_complete",
+            "task_id": state["task_id"],
+            "step": step,
+            "total": len(state["plan"]),
+            "description": record["description"],
+            "result": result[:RESULT_PREVIEW],
+            "status": status,
+        }
+    )
+    return {"steps": [*state["steps"], record], "cursor": next_cursor(cursor)}
+
+
+def execute(state: AgentLoopState, settings: Settings) -> Body:
+    """Make one attempt at the open step and record what came of it."""
+    cursor: Cursor = state["cursor"]
+    plan: list[str] = state["plan"]
+    step = len(state["steps"]) + 1
+    description = cursor["description"] or plan[step - 1]
+    attempt = cursor["attempt"] + 1
+    started_at = cursor["step_started_at"] or time.time()
+    task_id = state["task_id"]
+    yield Emit(
+        {
+            "event": "agentic.step_started",
+            "task_id": task_id,
+            "step": step,
+            "total": len(plan),
+            "description": description,
+            "attempt": attempt,
+        }
+    )
+    prompt = executor_prompt(state["task"], step, len(plan), description, state["steps"])
+    deadline = time.monotonic() + settings.step_timeout if settings.step_timeout else None
+    try:
+        result = yield from _attempt(settings, prompt, deadline)
+    except Exception as exc:
+        error = _failure_text(settings, exc)
+    else:
+        return (
+            yield from finish_step(
+                state,
+                status="adapted" if attempt > 1 else "completed",
+                result=result,
+                error=cursor["error"],
+                attempts=attempt,
+                started_at=started_at,
+            )
+        )
+    yield Emit(
+        {
+            "event": "agentic.step_failed",
+            "task_id": task_id,
+            "step": step,
+            "total": len(plan),
+            "description": description,
+            "error": error,
+            "attempt": attempt,
+        }
+    )
+    if attempt - 1 < settings.max_adaptations:
+        return {
+            "cursor": {
+                **cursor,
+                "attempt": attempt,
+                "step_started_at": started_at,
+                "error": error,
+                "needs_adaptation": True,
+            }
+        }
+    return (
+        yield from finish_step(
+            state, status="failed", result="", error=error, attempts=attempt, started_at=started_at
+        )
+    )

@@ -1,0 +1,40 @@
+"""Reading model output: plans out of free text, answers out of reasoning noise."""
+
+from __future__ import annotations
+
+import re
+
+_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
+# "1. x", "1) x", "Step 1: x", "**1.** x", "- Step 1 - x", "### 2. x": the number is what counts.
+_NUMBERED = re.compile(
+    r"^\s*(?:[-*+>#]+\s*)?(?:\*\*|__)?\s*(?:step\s*)?(\d+)\s*(?:[.):](?!\d)|\s-)\s*(?:\*\*|__)?\s*(.*)$",
+    re.IGNORECASE,
+)
+_BULLET = re.compile(r"^\s*(?:[-*+>#]+\s+)")
+_EMPHASIS = re.compile(r"(\*\*|__)")
+
+
+def clean_answer(text: str) -> str:
+    """Drop `<think>` blocks (closed or cut off) and surrounding white space."""
+    return _THINK.sub("", text).strip()
+
+
+def _tidy(item: str) -> str:
+    return _EMPHASIS.sub("", item).strip(" \t:-")
+
+
+def parse_plan(text: str) -> list[str]:
+    """Extract the steps of a plan.
+
+    Numbered items win (`1.`, `1)`, `Step 1:`, with markdown decoration); text around
+    them, such as a preamble, is ignored. Without numbered items every non-empty line is
+    a step.
+
+    Example:
+        >>> parse_plan("Sure! Here is the plan:\\n1. Boil water\\n2) **Add** tea")
+        ['Boil water', 'Add tea']
+    """
+    lines = clean_answer(text).splitlines()
+    numbered = [m.group(2) for line in lines if (m := _NUMBERED.match(line))]
+    items = numbered if numbered else [_BULLET.sub("", line) for line in lines]
+    return [step for step in map(_tidy, items) if step]

@@ -1,0 +1,97 @@
+"""The `planner` node: turns the task into a numbered plan."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AnyMessage, HumanMessage
+
+from agentloop_graph.models import describe_error
+from agentloop_graph.node import Body, CallModel, Emit
+from agentloop_graph.parsing import parse_plan
+from agentloop_graph.prompts import planner_prompt
+from agentloop_graph.settings import Settings
+from agentloop_graph.state import AgentLoopState, Cursor
+
+
+def _last_human_text(messages: Sequence[AnyMessage]) -> str | None:
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.text
+    return None
+
+
+def task_of(state: AgentLoopState) -> str:
+    """The task of a new run: the input's `task`, else its last human message.
+
+    On a thread that already ran a task, `task` still holds that task; a newer human
+    message then means the caller asked for something new.
+
+    Raises:
+        ValueError: the task is missing, not a string, or blank.
+    """
+    task: object = state.get("task")
+    previous: Cursor | None = state.get("cursor")
+    messages = state.get("messages") or []
+    stale = previous is not None and task == previous["task"]
+    if task is None or (stale and messages and isinstance(messages[-1], HumanMessage)):
+        task = _last_human_text(messages)
+    if task is None:
+        raise ValueError('task is missing: pass {"task": "..."} or a human message')
+    if not isinstance(task, str):
+        raise ValueError(f"task must be a string, got {type(task).__name__}")
+    if not task.strip():
+        raise ValueError("task is empty: describe what the loop should do")
+    return task.strip()
+
+
+def plan(state: AgentLoopState, settings: Settings) -> Body:
+    """Ask the model for a plan of at most `max_steps` steps.
+
+    Writes every output key, so a new task on a thread starts from a clean slate.
+    """
+    task = task_of(state)
+    task_id = uuid.uuid4().hex[:12]
+    cursor: Cursor = {
+        "task": task,
+        "started_at": time.time(),
+        "truncated": False,
+        "attempt": 0,
+        "step_started_at": None,
+        "description": None,
+        "error": None,
+        "needs_adaptation": False,
+    }
+    update: dict[str, Any] = {
+        "task_id": task_id,
+        "task": task,
+        "plan": [],
+        "steps": [],
+        "summary": None,
+        "answer": None,
+        "status": None,
+        "total_duration_ms": None,
+        "cursor": cursor,
+    }
+    try:
+        reply = yield CallModel(settings.model, planner_prompt(task, settings.max_steps))
+    except Exception as exc:
+        summary = f"Planning failed: {describe_error(settings.model, exc)}"
+        return {**update, "status": "failed", "summary": summary}
+    steps = parse_plan(reply.text)
+    if not steps:
+        return {**update, "status": "failed", "summary": "Planning produced no steps."}
+    kept = steps[: settings.max_steps]
+    yield Emit(
+        {
+            "event": "agentic.plan_ready",
+            "task_id": task_id,
+            "task": task,
+            "steps": kept,
+            "total": len(kept),
+        }
+    )
+    return {**update, "plan": kept, "cursor": {**cursor, "truncated": len(steps) > len(kept)}}

@@ -1,0 +1,119 @@
+"""Progress events and how they reach the graph's event streams.
+
+Every event is a small dict with `"event"` and `"task_id"`. It is written with the run's
+stream writer (read it with `graph.stream(..., stream_mode="custom")`, which yields
+`(namespace, event)` tuples with `subgraphs=True` when the loop is nested) and, when the
+run has callback handlers, dispatched as a LangChain custom event (`on_custom_event` in
+`astream_events(version="v2")`, named after the event).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import StreamWriter
+from typing_extensions import TypedDict
+
+from agentloop_graph.state import RunStatus, StepStatus
+
+logger = logging.getLogger(__name__)
+
+RESULT_PREVIEW = 200
+SUMMARY_PREVIEW = 300
+
+
+class PlanReady(TypedDict):
+    event: Literal["agentic.plan_ready"]
+    task_id: str
+    task: str
+    steps: list[str]
+    total: int
+
+
+class StepStarted(TypedDict):
+    event: Literal["agentic.step_started"]
+    task_id: str
+    step: int
+    total: int
+    description: str
+    attempt: int
+
+
+class StepFailed(TypedDict):
+    event: Literal["agentic.step_failed"]
+    task_id: str
+    step: int
+    total: int
+    description: str
+    error: str
+    attempt: int
+
+
+class StepAdapted(TypedDict):
+    event: Literal["agentic.step_adapted"]
+    task_id: str
+    step: int
+    total: int
+    description: str
+    error: str
+    adaptation: str
+
+
+class StepComplete(TypedDict):
+    event: Literal["agentic.step_complete"]
+    task_id: str
+    step: int
+    total: int
+    description: str
+    result: str
+    status: StepStatus
+
+
+class TaskComplete(TypedDict):
+    event: Literal["agentic.task_complete"]
+    task_id: str
+    status: RunStatus
+    steps_completed: int
+    summary: str
+    duration_ms: int
+
+
+ProgressEvent = PlanReady | StepStarted | StepFailed | StepAdapted | StepComplete | TaskComplete
+
+
+def _has_handlers(config: RunnableConfig) -> bool:
+    callbacks: Any = config.get("callbacks")
+    if callbacks is None:
+        return False
+    handlers = callbacks if isinstance(callbacks, list) else callbacks.handlers
+    return bool(handlers)
+
+
+def _write(writer: StreamWriter, event: ProgressEvent) -> None:
+    try:
+        writer(event)
+    except Exception:
+        logger.warning("progress writer failed for %s", event["event"], exc_info=True)
+
+
+def emit(writer: StreamWriter, config: RunnableConfig, event: ProgressEvent) -> None:
+    """Write `event` to the custom stream and, if anyone listens, as a custom event."""
+    _write(writer, event)
+    if _has_handlers(config):
+        try:
+            dispatch_custom_event(event["event"], event, config=config)
+        except Exception:
+            logger.warning("custom event dispatch failed for %s", event["event"], exc_info=True)
+
+
+async def aemit(writer: StreamWriter, config: RunnableConfig, event: ProgressEvent) -> None:
+    """Async twin of `emit`."""
+    _write(writer, event)
+    if _has_handlers(config):
+        try:
+            await adispatch_custom_event(event["event"], event, config=config)
+        except Exception:
+            logger.warning("custom event dispatch failed for %s", event["event"], exc_info=True)

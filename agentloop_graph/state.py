@@ -1,0 +1,105 @@
+"""State, input and output schemas of the agent loop graph."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, NotRequired
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
+
+RunStatus = Literal["completed", "partial", "failed"]
+StepStatus = Literal["completed", "adapted", "failed"]
+
+
+class StepRecord(TypedDict):
+    """What happened to one planned step."""
+
+    step_num: int
+    """1-based position of the step in the plan."""
+    description: str
+    """The step as planned."""
+    result: str
+    """The executor's answer for the step; empty when the step failed."""
+    status: StepStatus
+    """`completed`, `adapted` (a revised step succeeded) or `failed`."""
+    duration_ms: int
+    """Wall time from the step's first attempt to its end, adaptations included."""
+    attempts: int
+    """Executor attempts made for the step."""
+    error: str | None
+    """Text of the step's last failure, or None."""
+    adaptation: str | None
+    """The revised step text the adapter proposed, or None."""
+
+
+class Cursor(TypedDict):
+    """Where the run is: the open step's attempts and the run's bookkeeping."""
+
+    task: str
+    """The task this run is working on (tells a new input from a stale `task` key)."""
+    started_at: float
+    """Epoch seconds when planning began."""
+    truncated: bool
+    """Whether the plan was cut to `max_steps`."""
+    attempt: int
+    """Executor attempts made so far for the open step."""
+    step_started_at: float | None
+    """Epoch seconds when the open step's first attempt began."""
+    description: str | None
+    """Revised text to attempt next for the open step, or None for the planned text."""
+    error: str | None
+    """The open step's last failure, or None."""
+    needs_adaptation: bool
+    """The last attempt failed and the adapter may still revise the step."""
+
+
+class InputState(TypedDict):
+    """What callers pass in: a task, or messages whose last human message is the task."""
+
+    task: NotRequired[str]
+    """The task to plan and execute."""
+    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
+    """Conversation; its last human message is the task when `task` is not given."""
+
+
+class OutputState(TypedDict):
+    """What every run returns; every key is always present."""
+
+    task_id: str
+    """Short id of the run, also carried by every progress event."""
+    task: str
+    """The task that was run."""
+    plan: list[str]
+    """The planned steps, after truncation to `max_steps`."""
+    steps: list[StepRecord]
+    """One record per finished step, in plan order."""
+    summary: str | None
+    """Counts line, or the planning failure."""
+    answer: str | None
+    """The model-written final answer, or None."""
+    status: RunStatus | None
+    """`completed`, `partial` or `failed`."""
+    total_duration_ms: int | None
+    """Wall time of the whole run."""
+    messages: Annotated[list[AnyMessage], add_messages]
+    """Input messages with an AI message carrying the answer or summary appended."""
+
+
+class AgentLoopState(OutputState):
+    """The graph's full state: the output keys plus the run's cursor."""
+
+    cursor: NotRequired[Cursor]
+    """Progress through the plan, written by the planner; internal to the loop."""
+
+
+def next_cursor(cursor: Cursor) -> Cursor:
+    """The cursor for the step after the one `cursor` was on."""
+    return {
+        **cursor,
+        "attempt": 0,
+        "step_started_at": None,
+        "description": None,
+        "error": None,
+        "needs_adaptation": False,
+    }

@@ -1,0 +1,127 @@
+"""Speed under load: N concurrent runs of one compiled loop against its floor and baseline.
+
+- project:  `create_agent_loop(...)`, N concurrent `ainvoke` runs of one compiled graph.
+- floor:    a bare LangGraph graph with the same node executions (planner, one executor
+            per step, summariser), each making the same scripted chat-model `ainvoke`
+            call, async routing, and nothing else.
+- baseline: the original loop's execution model: every model call a blocking call pushed
+            through `asyncio.to_thread` on the default pool, steps in sequence.
+
+Every model call waits a fixed latency. Floor and project are timed in interleaved rounds
+and compared by their medians.
+
+    python benchmarks/concurrency.py [--runs 200] [--steps 5] [--latency 0.05] [--rounds 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+from agentloop_graph import create_agent_loop
+from agentloop_graph.testing import ModelCall, ScriptedChatModel
+
+
+def scripted_model(steps: int, latency: float) -> ScriptedChatModel:
+    plan = "\n".join(f"{i}. Do part {i}" for i in range(1, steps + 1))
+
+    def answer(call: ModelCall) -> str:
+        return plan if call.prompt.startswith("Break this task") else "done"
+
+    return ScriptedChatModel(responses=answer, latency=latency)
+
+
+class FloorState(TypedDict):
+    done: int
+
+
+def floor_graph(model: ScriptedChatModel, steps: int) -> Any:
+    async def planner(state: FloorState) -> FloorState:
+        await model.ainvoke("Break this task into steps")
+        return {"done": 0}
+
+    async def executor(state: FloorState) -> FloorState:
+        await model.ainvoke("Execute this step")
+        return {"done": state["done"] + 1}
+
+    async def summariser(state: FloorState) -> FloorState:
+        await model.ainvoke("Write the final answer")
+        return {"done": state["done"]}
+
+    async def route(state: FloorState) -> Literal["executor", "summariser"]:
+        return "executor" if state["done"] < steps else "summariser"
+
+    builder = StateGraph(FloorState)
+    builder.add_node("planner", planner)
+    builder.add_node("executor", executor)
+    builder.add_node("summariser", summariser)
+    builder.add_edge(START, "planner")
+    builder.add_edge("planner", "executor")
+    builder.add_conditional_edges("executor", route)
+    builder.add_edge("summariser", END)
+    return builder.compile()
+
+
+async def baseline_run(model: ScriptedChatModel, steps: int) -> None:
+    await asyncio.to_thread(model.invoke, "Break this task into steps")
+    for _ in range(steps):
+        await asyncio.to_thread(model.invoke, "Execute this step")
+    await asyncio.to_thread(model.invoke, "Write the final answer")
+
+
+async def timed(runs: int, one: Callable[[int], Awaitable[Any]]) -> float:
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(runs)))
+    return time.perf_counter() - start
+
+
+async def main(runs: int, steps: int, latency: float, rounds: int) -> None:
+    model = scripted_model(steps, latency)
+    project = create_agent_loop(model, max_steps=steps)
+    floor = floor_graph(model, steps)
+    result = await project.ainvoke({"task": "warm up"})
+    assert result["status"] == "completed" and len(result["steps"]) == steps, result
+    await floor.ainvoke({"done": 0})
+
+    async def time_floor() -> float:
+        return await timed(runs, lambda i: floor.ainvoke({"done": 0}))
+
+    async def time_project() -> float:
+        return await timed(runs, lambda i: project.ainvoke({"task": f"benchmark task {i}"}))
+
+    project_times: list[float] = []
+    floor_times: list[float] = []
+    for round_ in range(rounds):
+        # Alternate which goes first so neither always runs on a warmer process.
+        order = [(floor_times, time_floor), (project_times, time_project)]
+        for times, measure in order if round_ % 2 == 0 else reversed(order):
+            gc.collect()
+            times.append(await measure())
+    baseline = await timed(runs, lambda i: baseline_run(model, steps))
+
+    project_s, floor_s = statistics.median(project_times), statistics.median(floor_times)
+    print(f"N={runs} runs, {steps}-step plans, {latency * 1000:g} ms per model call")
+    print(f"floor    median {floor_s:.3f} s over {rounds} rounds")
+    print(f"project  median {project_s:.3f} s over {rounds} rounds")
+    print(f"baseline        {baseline:.3f} s")
+    print(f"project / floor    = {project_s / floor_s:.3f}  (target <= 1.05)")
+    print(f"baseline / project = {baseline / project_s:.2f}  (target >= 6.5)")
+    print(f"baseline / floor   = {baseline / floor_s:.2f}  (what the floor allows)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--rounds", type=int, default=9)
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, args.steps, args.latency, args.rounds))

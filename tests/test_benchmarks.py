@@ -1,0 +1,25 @@
+"""The benchmark scripts run and print every figure they promise (timings are not asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_concurrency_benchmark_prints_its_ratios() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/concurrency.py", "--runs", "20", "--rounds", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    for figure in ("project / floor", "baseline / project", "baseline / floor"):
+        assert figure in done.stdout

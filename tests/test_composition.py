@@ -1,0 +1,128 @@
+"""The loop as a node of larger graphs, and on threads of a checkpointer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, MessagesState, StateGraph
+from typing_extensions import TypedDict
+
+from agentloop_graph import create_agent_loop
+from agentloop_graph.testing import ModelCall, ScriptedChatModel
+from tests.conftest import Run, numbered
+
+
+def echo_model() -> ScriptedChatModel:
+    """Plans two steps named after the task and answers from the prompt."""
+
+    def respond(call: ModelCall) -> str:
+        task = call.prompt.split("Task: ", 1)[1].splitlines()[0]
+        if call.node == "planner":
+            return numbered(f"look into {task}", f"answer {task}")
+        if call.node == "summariser":
+            return f"Answer to {task}"
+        return "ok"
+
+    return ScriptedChatModel(responses=respond)
+
+
+class Shared(TypedDict, total=False):
+    task: str
+    summary: str | None
+    status: str | None
+    report: str
+
+
+def test_loop_as_node_of_parent_sharing_keys(run: Run) -> None:
+    def report(state: Shared) -> dict[str, Any]:
+        return {"report": f"{state['status']}: {state['summary']}"}
+
+    builder = StateGraph(Shared)
+    builder.add_node("loop", create_agent_loop(echo_model()))
+    builder.add_node("report", report)
+    builder.add_edge(START, "loop")
+    builder.add_edge("loop", "report")
+    builder.add_edge("report", END)
+    out = run(builder.compile(), {"task": "taxes"})
+    assert out == {
+        "task": "taxes",
+        "summary": "taxes: Completed 2/2 steps.",
+        "status": "completed",
+        "report": "completed: taxes: Completed 2/2 steps.",
+    }
+
+
+def chat_app(loop: Any, checkpointer: Any = None) -> Any:
+    builder = StateGraph(MessagesState)
+    builder.add_node("loop", loop)
+    builder.add_edge(START, "loop")
+    builder.add_edge("loop", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def test_loop_in_messages_state_app(run: Run) -> None:
+    app = chat_app(create_agent_loop(echo_model()))
+    out = run(app, {"messages": [HumanMessage("Plan my week")]})
+    human, answer = out["messages"]
+    assert human.content == "Plan my week"
+    assert isinstance(answer, AIMessage)
+    assert answer.content == "Answer to Plan my week"
+
+
+def test_messages_app_on_a_thread_takes_each_new_human_message_as_the_task(run: Run) -> None:
+    model = echo_model()
+    app = chat_app(create_agent_loop(model), InMemorySaver())
+    config = {"configurable": {"thread_id": "chat"}}
+    run(app, {"messages": [HumanMessage("first question")]}, config=config)
+    out = run(app, {"messages": [HumanMessage("second question")]}, config=config)
+    assert [m.content for m in out["messages"]] == [
+        "first question",
+        "Answer to first question",
+        "second question",
+        "Answer to second question",
+    ]
+
+
+def test_new_input_on_a_thread_starts_a_new_task(run: Run) -> None:
+    model = echo_model()
+    graph = create_agent_loop(model, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t1"}}
+    first = run(graph, {"task": "alpha"}, config=config)
+    second = run(graph, {"task": "beta"}, config=config)
+    assert second["task"] == "beta"
+    assert second["task_id"] != first["task_id"]
+    assert second["plan"] == ["look into beta", "answer beta"]
+    assert [s["step_num"] for s in second["steps"]] == [1, 2]
+    third = run(graph, {"messages": [HumanMessage("gamma")]}, config=config)
+    assert third["task"] == "gamma"
+    assert [m.content for m in third["messages"]][-2:] == ["gamma", "Answer to gamma"]
+    # Same task again: the stale `task` key with no newer human message is the task.
+    again = run(graph, {"task": "gamma"}, config=config)
+    assert again["task"] == "gamma"
+
+
+def test_checkpoint_after_every_executor_attempt() -> None:
+    model = ScriptedChatModel(
+        responses={
+            "planner": [numbered("a", "b")],
+            "executor": [RuntimeError("x"), "ra", "rb"],
+            "adapter": ["a again"],
+        }
+    )
+    graph = create_agent_loop(model, summarise_with_model=False, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "cp"}}
+    graph.invoke({"task": "t"}, config)
+    # One checkpoint before each node execution: every attempt can be resumed from.
+    history = reversed(list(graph.get_state_history(config)))
+    nodes = [snapshot.tasks[0].name for snapshot in history if snapshot.tasks]
+    assert nodes == [
+        "__start__",
+        "planner",
+        "executor",
+        "adapter",
+        "executor",
+        "executor",
+        "summariser",
+    ]
