@@ -4,6 +4,7 @@ from agentloop_graph.compat import AgenticResult, AgenticStep, run_agentic_loop
 from agentloop_graph.graph import create_agent_loop
 from agentloop_graph.settings import Context
 from agentloop_graph.state import StepRecord
+from agentloop_graph.tool import plan_and_execute_tool
 
 __all__ = [
     "AgenticResult",
@@ -11,5 +12,6 @@ __all__ = [
     "Context",
     "StepRecord",
     "create_agent_loop",
+    "plan_and_execute_tool",
     "run_agentic_loop",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from agentloop_graph.executor import finish_step
 from agentloop_graph.models import describe_error
 from agentloop_graph.node import Body, CallModel, Emit
-from agentloop_graph.parsing import clean_answer
+from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, clean_answer
 from agentloop_graph.progress import RESULT_PREVIEW
 from agentloop_graph.prompts import adapter_prompt
 from agentloop_graph.settings import Settings
@@ -22,7 +22,7 @@ def adapt(state: AgentLoopState, settings: Settings) -> Body:
     prompt = adapter_prompt(state["task"], step, len(plan), attempted, failure)
     try:
         reply = yield CallModel(settings.model, prompt)
-        revised = clean_answer(reply.text)
+        revised = cap(clean_answer(reply.text), MAX_TEXT_CHARS)
         if not revised:
             raise ValueError("the adapter returned an empty step")
     except Exception as exc:
@@ -31,7 +31,7 @@ def adapt(state: AgentLoopState, settings: Settings) -> Body:
                 state,
                 status="failed",
                 result="",
-                error=describe_error(settings.model, exc),
+                error=cap(describe_error(settings.model, exc), MAX_TEXT_CHARS),
                 attempts=cursor["attempt"],
                 started_at=cursor["step_started_at"] or cursor["started_at"],
             )

@@ -4,6 +4,10 @@ It reads the loop's own prompts, plans up to four steps for any task, answers ea
 and writes a final answer, every text marked `[demo]`. A task that says `fail step N`
 makes the first attempt at step N fail, so the adapter path shows; `break step N` makes
 every attempt at step N fail, so the step ends failed and the run partial.
+
+As a chat model with a `plan_and_execute` tool bound (as in the composed chat app), it hands
+requests that look multi-step (they mention a plan, steps, or "then") to that tool and
+answers everything else directly.
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 _TASK = re.compile(r"^Task: (.*)$", re.MULTILINE)
 _STEP = re.compile(r"^Step (\d+)/(\d+)(?: failed)?: (.*)$", re.MULTILINE)
@@ -26,6 +32,7 @@ _AT_MOST = re.compile(r"at most (\d+)")
 _FAIL = re.compile(r"fail step (\d+)", re.IGNORECASE)
 _BREAK = re.compile(r"break step (\d+)", re.IGNORECASE)
 _REVISED = "Alternative approach: "
+_MULTI_STEP = re.compile(r"\b(plan|steps?|then)\b", re.IGNORECASE)
 
 PLAN = (
     "Pin down what is being asked: {task}",
@@ -63,8 +70,9 @@ class DemoChatModel(BaseChatModel):
         tool_choice: str | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Accept tools and ignore them: the demo answers in text only."""
-        return self
+        """Bind tools; of those, the demo only ever calls `plan_and_execute`."""
+        names = [convert_to_openai_tool(tool)["function"]["name"] for tool in tools]
+        return self.bind(tool_names=names)
 
     def _generate(
         self,
@@ -75,7 +83,7 @@ class DemoChatModel(BaseChatModel):
     ) -> ChatResult:
         if self.latency:
             time.sleep(self.latency)
-        return _result(reply(messages))
+        return _result(reply(messages, kwargs.get("tool_names", ())))
 
     async def _agenerate(
         self,
@@ -86,16 +94,20 @@ class DemoChatModel(BaseChatModel):
     ) -> ChatResult:
         if self.latency:
             await asyncio.sleep(self.latency)
-        return _result(reply(messages))
+        return _result(reply(messages, kwargs.get("tool_names", ())))
 
 
-def _result(text: str) -> ChatResult:
-    return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
+def _result(message: AIMessage | str) -> ChatResult:
+    message = AIMessage(message) if isinstance(message, str) else message
+    return ChatResult(generations=[ChatGeneration(message=message)])
 
 
-def reply(messages: Sequence[BaseMessage]) -> str:
-    """The demo's answer to the loop prompt in `messages`."""
-    prompt = messages[-1].text if messages else ""
+def reply(messages: Sequence[BaseMessage], tool_names: Sequence[str] = ()) -> AIMessage | str:
+    """The demo's answer to `messages`: a loop prompt, or a chat turn."""
+    last = messages[-1] if messages else None
+    if isinstance(last, ToolMessage):
+        return f"[demo] Here is what the agent loop reported: {last.text}"
+    prompt = last.text if last is not None else ""
     task_match = _TASK.search(prompt)
     task = task_match.group(1) if task_match else prompt.strip()
     step = _STEP.search(prompt)
@@ -117,4 +129,16 @@ def reply(messages: Sequence[BaseMessage]) -> str:
         return f"[demo] Step {number} done: {description}."
     if "Write the final answer" in prompt:
         return f"[demo] Final answer for '{task}': every step was worked through in order."
-    return f"[demo] This offline demo model only plays the agent loop. You said: {task}"
+    if "plan_and_execute" in tool_names and _MULTI_STEP.search(prompt):
+        call = {
+            "name": "plan_and_execute",
+            "args": {"task": prompt.strip()},
+            "id": _call_id(prompt),
+        }
+        return AIMessage("", tool_calls=[call])
+    return f"[demo] (answered directly) You said: {prompt.strip()}"
+
+
+def _call_id(prompt: str) -> str:
+    # Deterministic, like everything the demo says.
+    return f"call_{zlib.crc32(prompt.encode()):08x}"

@@ -7,10 +7,11 @@ from collections.abc import Generator
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langgraph.types import interrupt
 
 from agentloop_graph.models import describe_error
 from agentloop_graph.node import Body, CallModel, CallTool, Effect, Emit
-from agentloop_graph.parsing import clean_answer
+from agentloop_graph.parsing import MAX_RESULT_CHARS, MAX_TEXT_CHARS, cap, clean_answer
 from agentloop_graph.progress import RESULT_PREVIEW
 from agentloop_graph.prompts import executor_prompt
 from agentloop_graph.settings import Settings
@@ -21,18 +22,29 @@ class StepFailure(Exception):
     """An attempt that ended without a usable answer."""
 
 
+def _tool_result(message: ToolMessage) -> ToolMessage:
+    if isinstance(message.content, str) and len(message.content) > MAX_RESULT_CHARS:
+        return message.model_copy(update={"content": cap(message.content, MAX_RESULT_CHARS)})
+    return message
+
+
 def _attempt(
-    settings: Settings, prompt: str, deadline: float | None
+    settings: Settings, prompt: str, key: str, deadline: float | None
 ) -> Generator[Effect, Any, str]:
-    """Ask the model, running the tools it calls, until it answers in text."""
+    """Ask the model, running the tools it calls, until it answers in text.
+
+    `key` names the attempt; each tool call's idempotency key extends it with the call's
+    position in the attempt, which a resumed attempt reproduces.
+    """
     conversation: str | list[BaseMessage] = prompt
+    calls_made = 0
     for _ in range(settings.max_tool_rounds + 1):
         reply: AIMessage = yield CallModel(settings.executor_model, conversation, deadline)
         if not reply.tool_calls:
             answer = clean_answer(reply.text)
             if not answer:
                 raise StepFailure("the model returned an empty answer")
-            return answer
+            return cap(answer, MAX_RESULT_CHARS)
         messages: list[BaseMessage] = (
             [HumanMessage(prompt), reply]
             if isinstance(conversation, str)
@@ -41,6 +53,7 @@ def _attempt(
         for call in reply.tool_calls:
             tool = settings.tools.get(call["name"])
             if tool is None:
+                # Unknown and not-allowed tools look alike to the model, on purpose.
                 known = ", ".join(sorted(settings.tools)) or "none"
                 messages.append(
                     ToolMessage(
@@ -51,7 +64,9 @@ def _attempt(
                     )
                 )
             else:
-                messages.append((yield CallTool(tool, call, deadline)))
+                calls_made += 1
+                effect = CallTool(tool, call, f"{key}:{calls_made}", deadline)
+                messages.append(_tool_result((yield effect)))
         conversation = messages
     raise StepFailure(f"the tool loop ran out of rounds ({settings.max_tool_rounds})")
 
@@ -61,7 +76,31 @@ def _failure_text(settings: Settings, exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, TimeoutError):
         return f"the attempt timed out after {settings.step_timeout:g} s"
-    return describe_error(settings.model, exc)
+    return cap(describe_error(settings.model, exc), MAX_TEXT_CHARS)
+
+
+def _review(state: AgentLoopState, settings: Settings) -> dict[str, Any]:
+    """Pause until a person answers on the plan; the update their answer makes."""
+    cursor = state["cursor"]
+    answer = interrupt({"task_id": state["task_id"], "task": state["task"], "plan": state["plan"]})
+    if answer is True:
+        return {"cursor": {**cursor, "approved": True}}
+    if answer is False:
+        summary = f"{state['task']}: Plan rejected; no step ran."
+        return {"status": "cancelled", "summary": summary}
+    if (
+        isinstance(answer, list)
+        and answer
+        and all(isinstance(s, str) and s.strip() for s in answer)
+    ):
+        plan = [cap(step.strip(), MAX_TEXT_CHARS) for step in answer]
+        kept = plan[: settings.max_steps]
+        truncated = cursor["truncated"] or len(plan) > len(kept)
+        return {"plan": kept, "cursor": {**cursor, "approved": True, "truncated": truncated}}
+    raise ValueError(
+        "resume a plan approval with True (run it), False (cancel) "
+        f"or a non-empty list of step strings (run that plan), got {answer!r}"
+    )
 
 
 def finish_step(
@@ -103,6 +142,8 @@ def finish_step(
 def execute(state: AgentLoopState, settings: Settings) -> Body:
     """Make one attempt at the open step and record what came of it."""
     cursor: Cursor = state["cursor"]
+    if not cursor["approved"]:
+        return _review(state, settings)
     plan: list[str] = state["plan"]
     step = len(state["steps"]) + 1
     description = cursor["description"] or plan[step - 1]
@@ -121,8 +162,9 @@ def execute(state: AgentLoopState, settings: Settings) -> Body:
     )
     prompt = executor_prompt(state["task"], step, len(plan), description, state["steps"])
     deadline = time.monotonic() + settings.step_timeout if settings.step_timeout else None
+    key = f"{task_id}:{step}:{attempt}"
     try:
-        result = yield from _attempt(settings, prompt, deadline)
+        result = yield from _attempt(settings, prompt, key, deadline)
     except Exception as exc:
         error = _failure_text(settings, exc)
     else:

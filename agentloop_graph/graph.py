@@ -28,42 +28,44 @@ from agentloop_graph.state import AgentLoopState, InputState, OutputState
 from agentloop_graph.summariser import summarise
 
 
-def route_after_planner(state: dict[str, Any]) -> Literal["executor", "summariser"]:
+def route_after_planner(state: AgentLoopState) -> Literal["executor", "summariser"]:
     """Execute the plan, or summarise a planning failure."""
     return "executor" if state["plan"] else "summariser"
 
 
-def route_after_adapter(state: dict[str, Any]) -> Literal["executor", "summariser"]:
+def route_after_adapter(state: AgentLoopState) -> Literal["executor", "summariser"]:
     """Attempt the open or next step, or summarise once every step has ended."""
     return "executor" if len(state["steps"]) < len(state["plan"]) else "summariser"
 
 
-def route_after_executor(state: dict[str, Any]) -> Literal["executor", "adapter", "summariser"]:
+def route_after_executor(state: AgentLoopState) -> Literal["executor", "adapter", "summariser"]:
     """Adapt a failed step that may still be revised, else go on like the adapter."""
     if state["cursor"]["needs_adaptation"]:
         return "adapter"
+    if state["status"] == "cancelled":
+        return "summariser"
     return route_after_adapter(state)
 
 
-class Router(Runnable[dict[str, Any], str]):
+class Router(Runnable[AgentLoopState, str]):
     """A routing function usable under both `invoke` and `ainvoke`.
 
     A plain sync router would be sent to a worker thread under `ainvoke`, and an async
     one fails under `invoke`; routing is pure, so both paths call it directly.
     """
 
-    def __init__(self, route: Callable[[dict[str, Any]], str]) -> None:
+    def __init__(self, route: Callable[[AgentLoopState], str]) -> None:
         self.name = route.__name__
         self._route = route
         self.destinations = list(get_args(get_type_hints(route)["return"]))
 
     def invoke(
-        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+        self, input: AgentLoopState, config: RunnableConfig | None = None, **kwargs: Any
     ) -> str:
         return self._route(input)
 
     async def ainvoke(
-        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+        self, input: AgentLoopState, config: RunnableConfig | None = None, **kwargs: Any
     ) -> str:
         return self._route(input)
 
@@ -92,6 +94,7 @@ def create_agent_loop(
     step_timeout: float | None = None,
     summarise_with_model: bool = True,
     max_tool_rounds: int = 5,
+    approve_plan: bool = False,
     checkpointer: Any = None,
     store: Any = None,
     name: str = "agent_loop",
@@ -107,6 +110,9 @@ def create_agent_loop(
         step_timeout: Seconds allowed per executor attempt; exceeding it fails the attempt.
         summarise_with_model: Ask the model for a final `answer` after the steps.
         max_tool_rounds: Tool-calling rounds allowed within one attempt.
+        approve_plan: Pause after planning (a LangGraph `interrupt` carrying the plan) until
+            resumed with `Command(resume=...)`: True runs the plan, a list of strings runs
+            that plan instead, False ends the run as `cancelled`. Needs a checkpointer.
         checkpointer: Passed to `compile`; with one, every attempt is checkpointed.
         store: Passed to `compile`.
         name: The compiled graph's name.
@@ -145,6 +151,7 @@ def create_agent_loop(
             step_timeout=step_timeout,
             summarise_with_model=summarise_with_model,
             max_tool_rounds=max_tool_rounds,
+            approve_plan=approve_plan,
         )
     )
     builder = StateGraph(

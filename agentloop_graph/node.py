@@ -42,11 +42,21 @@ class CallModel:
 
 @dataclass(frozen=True, slots=True)
 class CallTool:
-    """Run `tool` for `call`; errors come back as an error `ToolMessage`."""
+    """Run `tool` for `call`; errors come back as an error `ToolMessage`.
+
+    The tool finds `idempotency_key` in its config's `configurable`: the same key for the
+    same call of the same attempt, across a crash and a resume, so it can de-duplicate.
+    """
 
     tool: BaseTool
     call: ToolCall
+    idempotency_key: str
     deadline: float | None = None
+
+
+def _tool_config(config: RunnableConfig, effect: CallTool) -> RunnableConfig:
+    configurable = {**config.get("configurable", {}), "idempotency_key": effect.idempotency_key}
+    return {**config, "configurable": configurable}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +171,9 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
         if isinstance(effect, CallModel):
             model, prompt = effect.model, effect.prompt
             return _with_timeout(lambda: model.invoke(prompt, config), timeout)
-        tool, call = effect.tool, effect.call
+        tool, call, tool_config = effect.tool, effect.call, _tool_config(config, effect)
         try:
-            return _with_timeout(lambda: tool.invoke(call, config), timeout)
+            return _with_timeout(lambda: tool.invoke(call, tool_config), timeout)
         except TimeoutError:
             raise
         except Exception as exc:
@@ -178,7 +188,9 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
         if isinstance(effect, CallModel):
             return await _await_within(effect.model.ainvoke(effect.prompt, config), timeout)
         try:
-            return await _await_within(effect.tool.ainvoke(effect.call, config), timeout)
+            return await _await_within(
+                effect.tool.ainvoke(effect.call, _tool_config(config, effect)), timeout
+            )
         except TimeoutError:
             raise
         except Exception as exc:

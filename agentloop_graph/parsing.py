@@ -14,6 +14,20 @@ _BULLET = re.compile(r"^\s*(?:[-*+>#]+\s+)")
 _EMPHASIS = re.compile(r"(\*\*|__)")
 
 
+MAX_RESULT_CHARS = 16_384
+"""Longest step result (and tool output) kept in state; longer ones are cut with a marker."""
+MAX_TEXT_CHARS = 2_000
+"""Longest planned step, revised step or error text kept in state."""
+
+
+def cap(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` characters, else its start and a marker, `limit` in all."""
+    if len(text) <= limit:
+        return text
+    marker = f" …[{len(text)} characters, cut]"
+    return text[: limit - len(marker)] + marker
+
+
 def clean_answer(text: str) -> str:
     """Drop `<think>` blocks (closed or cut off) and surrounding white space."""
     return _THINK.sub("", text).strip()
@@ -37,4 +51,4 @@ def parse_plan(text: str) -> list[str]:
     lines = clean_answer(text).splitlines()
     numbered = [m.group(2) for line in lines if (m := _NUMBERED.match(line))]
     items = numbered if numbered else [_BULLET.sub("", line) for line in lines]
-    return [step for step in map(_tidy, items) if step]
+    return [cap(step, MAX_TEXT_CHARS) for step in map(_tidy, items) if step]

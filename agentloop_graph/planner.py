@@ -59,6 +59,7 @@ def plan(state: AgentLoopState, settings: Settings) -> Body:
         "task": task,
         "started_at": time.time(),
         "truncated": False,
+        "approved": not settings.approve_plan,
         "attempt": 0,
         "step_started_at": None,
         "description": None,

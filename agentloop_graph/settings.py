@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
@@ -21,10 +21,10 @@ class Context:
     `create_agent_loop`. Studio shows them in its configuration pane.
 
     Example:
-        >>> from agentloop_graph import Context
-        >>> Context(model="demo", max_steps=3)
-        Context(model='demo', max_steps=3, max_adaptations=None, step_timeout=None, \
-summarise_with_model=None)
+        >>> from agentloop_graph import Context, create_agent_loop
+        >>> loop = create_agent_loop("demo")
+        >>> len(loop.invoke({"task": "Plan a picnic"}, context=Context(max_steps=2))["plan"])
+        2
     """
 
     model: Annotated[
@@ -42,6 +42,16 @@ summarise_with_model=None)
     ] = None
     summarise_with_model: Annotated[
         bool | None, Field(description="Ask the model for a final answer after the steps.")
+    ] = None
+    approve_plan: Annotated[
+        bool | None,
+        Field(
+            description="Pause after planning until a person approves, edits or rejects the plan."
+        ),
+    ] = None
+    tools: Annotated[
+        list[str] | None,
+        Field(description="Names of the loop's tools this run may call; all of them when unset."),
     ] = None
 
 
@@ -64,7 +74,7 @@ def check_limits(max_steps: int, max_adaptations: int, step_timeout: float | Non
 
 
 def with_tools(model: BaseChatModel, tools: dict[str, BaseTool]) -> Runnable[Any, Any]:
-    """The executor's view of a model: with the loop's tools bound, if any."""
+    """The executor's view of a model: with the run's tools bound, if any."""
     return model.bind_tools(list(tools.values())) if tools else model
 
 
@@ -80,6 +90,10 @@ class Settings:
     step_timeout: float | None
     summarise_with_model: bool
     max_tool_rounds: int
+    approve_plan: bool
+
+
+_SCALARS = ("max_steps", "max_adaptations", "step_timeout", "summarise_with_model", "approve_plan")
 
 
 class SettingsResolver:
@@ -87,30 +101,45 @@ class SettingsResolver:
 
     def __init__(self, defaults: Settings) -> None:
         self._defaults = defaults
-        self._models: dict[str, tuple[BaseChatModel, Runnable[Any, Any]]] = {}
+        # Graph-scoped caches: models are stateless, so runs may share them.
+        self._models: dict[str, BaseChatModel] = {}
+        self._bound: dict[tuple[str | None, tuple[str, ...]], Runnable[Any, Any]] = {}
 
-    def _model(self, spec: str) -> tuple[BaseChatModel, Runnable[Any, Any]]:
-        # Graph-scoped cache: a model object is stateless, so runs may share it.
+    def _model(self, spec: str | None) -> BaseChatModel:
+        if spec is None:
+            return self._defaults.model
         if spec not in self._models:
-            model = resolve_model(spec, argument="context.model")
-            self._models[spec] = (model, with_tools(model, self._defaults.tools))
+            self._models[spec] = resolve_model(spec, argument="context.model")
         return self._models[spec]
+
+    def _tools(self, allowed: list[str] | None) -> dict[str, BaseTool]:
+        if allowed is None:
+            return self._defaults.tools
+        if unknown := sorted(set(allowed) - set(self._defaults.tools)):
+            known = sorted(self._defaults.tools)
+            raise ValueError(f"context.tools names unknown tools {unknown}; the loop has {known}")
+        return {name: tool for name, tool in self._defaults.tools.items() if name in allowed}
+
+    def _executor_model(self, spec: str | None, tools: dict[str, BaseTool]) -> Runnable[Any, Any]:
+        key = (spec, tuple(tools))
+        if key not in self._bound:
+            self._bound[key] = with_tools(self._model(spec), tools)
+        return self._bound[key]
 
     def resolve(self, context: Context | None) -> Settings:
         """The settings for a run whose context is `context` (LangGraph builds it from a dict)."""
         if context is None:
             return self._defaults
         overrides: dict[str, Any] = {
-            f.name: value
-            for f in fields(Context)
-            if (value := getattr(context, f.name)) is not None and f.name != "model"
+            name: value for name in _SCALARS if (value := getattr(context, name)) is not None
         }
-        if context.model is not None:
-            overrides["model"], overrides["executor_model"] = self._model(context.model)
+        if context.model is not None or context.tools is not None:
+            tools = self._tools(context.tools)
+            overrides["model"] = self._model(context.model)
+            overrides["tools"] = tools
+            overrides["executor_model"] = self._executor_model(context.model, tools)
         if not overrides:
             return self._defaults
-        merged = {f.name: getattr(self._defaults, f.name) for f in fields(Settings)}
-        merged.update(overrides)
-        settings = Settings(**merged)
+        settings = replace(self._defaults, **overrides)
         check_limits(settings.max_steps, settings.max_adaptations, settings.step_timeout)
         return settings

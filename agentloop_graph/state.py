@@ -8,7 +8,7 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-RunStatus = Literal["completed", "partial", "failed"]
+RunStatus = Literal["completed", "partial", "failed", "cancelled"]
 StepStatus = Literal["completed", "adapted", "failed"]
 
 
@@ -42,6 +42,8 @@ class Cursor(TypedDict):
     """Epoch seconds when planning began."""
     truncated: bool
     """Whether the plan was cut to `max_steps`."""
+    approved: bool
+    """Whether the plan may run: approved by a person, or no approval asked."""
     attempt: int
     """Executor attempts made so far for the open step."""
     step_started_at: float | None
@@ -79,7 +81,7 @@ class OutputState(TypedDict):
     answer: str | None
     """The model-written final answer, or None."""
     status: RunStatus | None
-    """`completed`, `partial` or `failed`."""
+    """`completed`, `partial`, `failed`, or `cancelled` (plan rejected at approval)."""
     total_duration_ms: int | None
     """Wall time of the whole run."""
     messages: Annotated[list[AnyMessage], add_messages]

@@ -45,8 +45,9 @@ def summarise(state: AgentLoopState, settings: Settings) -> Body:
     cursor: Cursor = state["cursor"]
     steps: list[StepRecord] = state["steps"]
     status: RunStatus
-    if state["status"] == "failed":
-        summary, status = state["summary"] or "Planning failed.", "failed"
+    if state["status"] is not None:
+        # Planning failed or the plan was rejected: the summary is already written.
+        summary, status = state["summary"] or state["status"], state["status"]
     else:
         summary = counts_line(state["task"], len(state["plan"]), steps)
         status = run_status(cursor["truncated"], steps)
