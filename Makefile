@@ -1,4 +1,4 @@
-.PHONY: setup format lint test test-all bench
+.PHONY: setup format lint test test-all bench notebooks
 
 setup:
 	python3 -m venv .venv && .venv/bin/python -m pip install -q -U pip
@@ -18,3 +18,6 @@ test-all:
 
 bench:
 	.venv/bin/python benchmarks/concurrency.py
+
+notebooks:
+	.venv/bin/python notebooks/build.py

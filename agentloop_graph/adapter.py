@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from agentloop_graph.executor import finish_step
-from agentloop_graph.models import describe_error
+from langchain_core.messages import AIMessage
+
+from agentloop_graph.executor import StepFailure, failure_text, finish_step, spend
 from agentloop_graph.node import Body, CallModel, Emit
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, clean_answer
 from agentloop_graph.progress import RESULT_PREVIEW
@@ -20,18 +21,22 @@ def adapt(state: AgentLoopState, settings: Settings) -> Body:
     attempted = cursor["description"] or plan[step - 1]
     failure = cursor["error"] or "unknown error"
     prompt = adapter_prompt(state["task"], step, len(plan), attempted, failure)
+    trace = {"task_id": state["task_id"], "step": step, "attempt": cursor["attempt"]}
+    replies: list[AIMessage] = []
     try:
-        reply = yield CallModel(settings.model, prompt)
+        reply = yield CallModel(settings.models.adapter, prompt, "adapter", trace)
+        replies.append(reply)
         revised = cap(clean_answer(reply.text), MAX_TEXT_CHARS)
         if not revised:
-            raise ValueError("the adapter returned an empty step")
+            raise StepFailure("the adapter returned an empty step")
     except Exception as exc:
         return (
             yield from finish_step(
                 state,
+                spend(cursor, replies),
                 status="failed",
                 result="",
-                error=cap(describe_error(settings.model, exc), MAX_TEXT_CHARS),
+                error=failure_text(settings.models.adapter, None, exc),
                 attempts=cursor["attempt"],
                 started_at=cursor["step_started_at"] or cursor["started_at"],
             )
@@ -47,4 +52,5 @@ def adapt(state: AgentLoopState, settings: Settings) -> Body:
             "adaptation": revised[:RESULT_PREVIEW],
         }
     )
+    cursor = spend(cursor, replies)
     return {"cursor": {**cursor, "description": revised, "needs_adaptation": False}}

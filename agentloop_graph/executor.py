@@ -10,16 +10,38 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph.types import interrupt
 
 from agentloop_graph.models import describe_error
-from agentloop_graph.node import Body, CallModel, CallTool, Effect, Emit
-from agentloop_graph.parsing import MAX_RESULT_CHARS, MAX_TEXT_CHARS, cap, clean_answer
+from agentloop_graph.node import Body, CallModel, CallTool, Effect, Emit, StepTimeout
+from agentloop_graph.parsing import (
+    MAX_RESULT_CHARS,
+    MAX_TEXT_CHARS,
+    cap,
+    clean_answer,
+    reasoning_of,
+)
 from agentloop_graph.progress import RESULT_PREVIEW
 from agentloop_graph.prompts import executor_prompt
 from agentloop_graph.settings import Settings
-from agentloop_graph.state import AgentLoopState, Cursor, StepRecord, StepStatus, next_cursor
+from agentloop_graph.state import (
+    AgentLoopState,
+    Cursor,
+    StepRecord,
+    StepStatus,
+    add_usage,
+    next_cursor,
+)
 
 
 class StepFailure(Exception):
-    """An attempt that ended without a usable answer."""
+    """A model answer the loop cannot use (empty, or a tool loop that never ended)."""
+
+
+def spend(cursor: Cursor, replies: list[AIMessage]) -> Cursor:
+    """`cursor` with the tokens of `replies` added to the open step's and the run's."""
+    return {
+        **cursor,
+        "step_usage": add_usage(cursor["step_usage"], replies),
+        "run_usage": add_usage(cursor["run_usage"], replies),
+    }
 
 
 def _tool_result(message: ToolMessage) -> ToolMessage:
@@ -29,22 +51,32 @@ def _tool_result(message: ToolMessage) -> ToolMessage:
 
 
 def _attempt(
-    settings: Settings, prompt: str, key: str, deadline: float | None
-) -> Generator[Effect, Any, str]:
+    settings: Settings,
+    prompt: str,
+    trace: dict[str, Any],
+    deadline: float | None,
+    replies: list[AIMessage],
+) -> Generator[Effect, Any, tuple[str, str | None]]:
     """Ask the model, running the tools it calls, until it answers in text.
 
-    `key` names the attempt; each tool call's idempotency key extends it with the call's
-    position in the attempt, which a resumed attempt reproduces.
+    Returns the answer and the model's reasoning; every reply is appended to `replies`,
+    so the tokens of a failed attempt count too. Each tool call's idempotency key is
+    the attempt's (`task_id:step:attempt`) and the call's position in the attempt,
+    which a resumed attempt reproduces.
     """
+    key = f"{trace['task_id']}:{trace['step']}:{trace['attempt']}"
     conversation: str | list[BaseMessage] = prompt
     calls_made = 0
     for _ in range(settings.max_tool_rounds + 1):
-        reply: AIMessage = yield CallModel(settings.executor_model, conversation, deadline)
+        reply: AIMessage = yield CallModel(
+            settings.executor_model, conversation, "executor", trace, deadline
+        )
+        replies.append(reply)
         if not reply.tool_calls:
             answer = clean_answer(reply.text)
             if not answer:
                 raise StepFailure("the model returned an empty answer")
-            return cap(answer, MAX_RESULT_CHARS)
+            return cap(answer, MAX_RESULT_CHARS), reasoning_of(reply)
         messages: list[BaseMessage] = (
             [HumanMessage(prompt), reply]
             if isinstance(conversation, str)
@@ -71,12 +103,13 @@ def _attempt(
     raise StepFailure(f"the tool loop ran out of rounds ({settings.max_tool_rounds})")
 
 
-def _failure_text(settings: Settings, exc: Exception) -> str:
+def failure_text(model: object, step_timeout: float | None, exc: Exception) -> str:
+    """The `error` text a failed attempt or adapter call leaves in its step record."""
     if isinstance(exc, StepFailure):
         return str(exc)
-    if isinstance(exc, TimeoutError):
-        return f"the attempt timed out after {settings.step_timeout:g} s"
-    return cap(describe_error(settings.model, exc), MAX_TEXT_CHARS)
+    if isinstance(exc, StepTimeout):
+        return f"the attempt timed out after {step_timeout:g} s"
+    return cap(describe_error(model, exc), MAX_TEXT_CHARS)
 
 
 def _review(state: AgentLoopState, settings: Settings) -> dict[str, Any]:
@@ -105,15 +138,19 @@ def _review(state: AgentLoopState, settings: Settings) -> dict[str, Any]:
 
 def finish_step(
     state: AgentLoopState,
+    cursor: Cursor,
     *,
     status: StepStatus,
     result: str,
     error: str | None,
     attempts: int,
     started_at: float,
+    reasoning: str | None = None,
 ) -> Generator[Effect, Any, dict[str, Any]]:
-    """Record how the open step ended, announce it and move on to the next step."""
-    cursor: Cursor = state["cursor"]
+    """Record how the open step ended, announce it and move on to the next step.
+
+    `cursor` is the open step's, its token counts brought up to date.
+    """
     step = len(state["steps"]) + 1
     record: StepRecord = {
         "step_num": step,
@@ -124,6 +161,8 @@ def finish_step(
         "attempts": attempts,
         "error": error,
         "adaptation": cursor["description"],
+        "reasoning": reasoning,
+        "usage": cursor["step_usage"],
     }
     yield Emit(
         {
@@ -134,6 +173,7 @@ def finish_step(
             "description": record["description"],
             "result": result[:RESULT_PREVIEW],
             "status": status,
+            "usage": cursor["step_usage"],
         }
     )
     return {"steps": [*state["steps"], record], "cursor": next_cursor(cursor)}
@@ -162,22 +202,26 @@ def execute(state: AgentLoopState, settings: Settings) -> Body:
     )
     prompt = executor_prompt(state["task"], step, len(plan), description, state["steps"])
     deadline = time.monotonic() + settings.step_timeout if settings.step_timeout else None
-    key = f"{task_id}:{step}:{attempt}"
+    trace = {"task_id": task_id, "step": step, "attempt": attempt}
+    replies: list[AIMessage] = []
     try:
-        result = yield from _attempt(settings, prompt, key, deadline)
+        result, reasoning = yield from _attempt(settings, prompt, trace, deadline, replies)
     except Exception as exc:
-        error = _failure_text(settings, exc)
+        error = failure_text(settings.models.executor, settings.step_timeout, exc)
     else:
         return (
             yield from finish_step(
                 state,
+                spend(cursor, replies),
                 status="adapted" if attempt > 1 else "completed",
                 result=result,
                 error=cursor["error"],
                 attempts=attempt,
                 started_at=started_at,
+                reasoning=reasoning,
             )
         )
+    cursor = spend(cursor, replies)
     yield Emit(
         {
             "event": "agentic.step_failed",
@@ -201,6 +245,12 @@ def execute(state: AgentLoopState, settings: Settings) -> Body:
         }
     return (
         yield from finish_step(
-            state, status="failed", result="", error=error, attempts=attempt, started_at=started_at
+            state,
+            cursor,
+            status="failed",
+            result="",
+            error=error,
+            attempts=attempt,
+            started_at=started_at,
         )
     )

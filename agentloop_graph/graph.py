@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, get_args, get_type_hints
 
 from langchain_core.language_models import BaseChatModel
@@ -19,9 +19,13 @@ from agentloop_graph.node import Node
 from agentloop_graph.planner import plan
 from agentloop_graph.settings import (
     Context,
+    Models,
     Settings,
     SettingsResolver,
+    check_count,
     check_limits,
+    check_seconds,
+    for_planning,
     with_tools,
 )
 from agentloop_graph.state import AgentLoopState, InputState, OutputState
@@ -85,6 +89,32 @@ def _as_tools(tools: Sequence[BaseTool | Callable[..., Any]]) -> dict[str, BaseT
     return converted
 
 
+def _role_models(
+    model: object,
+    roles: dict[str, object],
+    options: dict[str, Any],
+    timeout: float | None,
+) -> Models:
+    """Each phase's chat model: its own argument if given, else the shared `model`."""
+
+    def build(spec: object, argument: str) -> BaseChatModel:
+        return resolve_model(spec, argument=argument, options=options, timeout=timeout)
+
+    shared = build(model, "model")
+    chosen = {role: shared if spec is None else build(spec, role) for role, spec in roles.items()}
+    planner = chosen["planner_model"]
+    # Only models the loop built get its planning defaults; a model object is the caller's.
+    planning_spec = model if roles["planner_model"] is None else roles["planner_model"]
+    if isinstance(planning_spec, str):
+        planner = for_planning(planner)
+    return Models(
+        planner=planner,
+        executor=chosen["executor_model"],
+        adapter=chosen["adapter_model"],
+        summariser=chosen["summariser_model"],
+    )
+
+
 def create_agent_loop(
     model: BaseChatModel | str = DEFAULT_MODEL,
     *,
@@ -95,6 +125,13 @@ def create_agent_loop(
     summarise_with_model: bool = True,
     max_tool_rounds: int = 5,
     approve_plan: bool = False,
+    planner_model: BaseChatModel | str | None = None,
+    executor_model: BaseChatModel | str | None = None,
+    adapter_model: BaseChatModel | str | None = None,
+    summariser_model: BaseChatModel | str | None = None,
+    model_options: Mapping[str, Any] | None = None,
+    model_timeout: float | None = 300.0,
+    max_retries: int = 3,
     checkpointer: Any = None,
     store: Any = None,
     name: str = "agent_loop",
@@ -113,6 +150,14 @@ def create_agent_loop(
         approve_plan: Pause after planning (a LangGraph `interrupt` carrying the plan) until
             resumed with `Command(resume=...)`: True runs the plan, a list of strings runs
             that plan instead, False ends the run as `cancelled`. Needs a checkpointer.
+        planner_model: The planner's model, when it should differ from `model` (e.g. a
+            stronger one); likewise `executor_model`, `adapter_model`, `summariser_model`.
+            Each is a chat model or a model string.
+        model_options: Keyword arguments for models built from strings (for Ollama, e.g.
+            `{"num_ctx": 8192, "keep_alive": "10m", "reasoning": True}`).
+        model_timeout: Seconds each model call may take; None for no limit.
+        max_retries: Retries of a model call that failed transiently (a 5xx or 429
+            answer, a connection cut mid-answer), with exponential backoff.
         checkpointer: Passed to `compile`; with one, every attempt is checkpointed.
         store: Passed to `compile`.
         name: The compiled graph's name.
@@ -133,18 +178,26 @@ def create_agent_loop(
         ('completed', 4)
     """
     check_limits(max_steps, max_adaptations, step_timeout)
-    if (
-        isinstance(max_tool_rounds, bool)
-        or not isinstance(max_tool_rounds, int)
-        or max_tool_rounds < 0
-    ):
-        raise ValueError(f"max_tool_rounds must be an integer >= 0, got {max_tool_rounds!r}")
-    chat_model = resolve_model(model)
+    check_count("max_tool_rounds", max_tool_rounds, 0)
+    check_count("max_retries", max_retries, 0)
+    check_seconds("model_timeout", model_timeout)
+    options = dict(model_options or {})
+    models = _role_models(
+        model,
+        {
+            "planner_model": planner_model,
+            "executor_model": executor_model,
+            "adapter_model": adapter_model,
+            "summariser_model": summariser_model,
+        },
+        options,
+        model_timeout,
+    )
     tool_map = _as_tools(tools)
     settings = SettingsResolver(
         Settings(
-            model=chat_model,
-            executor_model=with_tools(chat_model, tool_map),
+            models=models,
+            executor_model=with_tools(models.executor, tool_map),
             tools=tool_map,
             max_steps=max_steps,
             max_adaptations=max_adaptations,
@@ -152,7 +205,10 @@ def create_agent_loop(
             summarise_with_model=summarise_with_model,
             max_tool_rounds=max_tool_rounds,
             approve_plan=approve_plan,
-        )
+            model_timeout=model_timeout,
+            max_retries=max_retries,
+        ),
+        options,
     )
     builder = StateGraph(
         AgentLoopState,

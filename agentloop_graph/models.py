@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+from pydantic import ValidationError
 
 DEFAULT_MODEL = "ollama:llama3.2"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
@@ -19,13 +23,27 @@ def ollama_base_url() -> str:
     return host.rstrip("/")
 
 
-def resolve_model(spec: object, *, argument: str = "model") -> BaseChatModel:
+class ModelCallTimeout(Exception):
+    """A model call that did not answer within the loop's `model_timeout`."""
+
+
+def resolve_model(
+    spec: object,
+    *,
+    argument: str = "model",
+    options: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+) -> BaseChatModel:
     """Turn a model argument into a chat model.
 
     Args:
         spec: A chat model, `"demo"`, `"ollama:<model>"` or another `"provider:model"`
             string for LangChain's `init_chat_model`.
         argument: The argument's name, for error messages.
+        options: Keyword arguments for the model a string builds (e.g. `num_ctx`,
+            `keep_alive`, `reasoning`, `client_kwargs` for `ChatOllama`).
+        timeout: Seconds the HTTP client of an Ollama model may wait, unless `options`
+            sets `client_kwargs` (the Ollama client has no timeout of its own).
 
     Returns:
         The chat model. Nothing is contacted.
@@ -54,11 +72,15 @@ def resolve_model(spec: object, *, argument: str = "model") -> BaseChatModel:
     if provider == "ollama":
         from langchain_ollama import ChatOllama
 
-        return ChatOllama(model=name, base_url=ollama_base_url())
-    return _init_chat_model(spec, argument)
+        settings = {"client_kwargs": {"timeout": timeout}, **(options or {})}
+        try:
+            return ChatOllama(model=name, base_url=ollama_base_url(), **settings)
+        except (ValidationError, TypeError) as exc:
+            raise ValueError(f"model_options do not suit ChatOllama: {exc}") from None
+    return _init_chat_model(spec, argument, options or {})
 
 
-def _init_chat_model(spec: str, argument: str) -> BaseChatModel:
+def _init_chat_model(spec: str, argument: str, options: Mapping[str, Any]) -> BaseChatModel:
     try:
         from langchain.chat_models import init_chat_model
     except ImportError:
@@ -67,7 +89,7 @@ def _init_chat_model(spec: str, argument: str) -> BaseChatModel:
             'pip install \'agentloop-graph[providers]\' (or use "demo" / "ollama:<model>")'
         ) from None
     try:
-        model = init_chat_model(spec)
+        model = init_chat_model(spec, **options)
     except ImportError as exc:
         raise ValueError(f"{argument} {spec!r}: {exc}") from None
     except ValueError as exc:
@@ -79,19 +101,61 @@ def _init_chat_model(spec: str, argument: str) -> BaseChatModel:
     return model
 
 
+def with_json_schema(model: BaseChatModel, schema: dict[str, Any]) -> Runnable[Any, Any] | None:
+    """`model` held to answer in `schema`'s shape, where the model supports it, else None.
+
+    Ollama takes the schema as its `format` and enforces it while the model writes.
+    """
+    if type(model).__name__ == "ChatOllama":
+        return model.bind(format=schema)
+    return None
+
+
+def _status_code(exc: BaseException) -> int | None:
+    # ollama.ResponseError, openai/anthropic API errors and httpx errors all carry one.
+    code = getattr(exc, "status_code", None)
+    if code is None and isinstance(exc, httpx.HTTPStatusError):
+        code = exc.response.status_code
+    return code if isinstance(code, int) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: the server hiccuped (5xx, 429, a connection cut mid-answer).
+
+    A refused connection (nothing listening) and other 4xx errors are not: retrying
+    would only delay the same answer.
+    """
+    if isinstance(exc, httpx.ConnectError):
+        return False
+    if isinstance(
+        exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | ConnectionResetError
+    ):
+        return True
+    code = _status_code(exc)
+    return code is not None and (code == 429 or code >= 500)
+
+
 def describe_error(model: object, exc: BaseException) -> str:
     """One line saying what went wrong in a model call, and where it was aimed."""
     text = str(exc) or type(exc).__name__
+    ollama = type(model).__name__ == "ChatOllama"
+    if ollama and _status_code(exc) == 404:
+        name = getattr(model, "model", "")
+        return (
+            f"model {name!r} is not available on the Ollama server at "
+            f"{getattr(model, 'base_url', None) or ollama_base_url()}: "
+            f"pull it with `ollama pull {name}` ({text})"
+        )
     if isinstance(exc, httpx.ConnectError | ConnectionError):
         base_url = getattr(model, "base_url", None)
-        if type(model).__name__ == "ChatOllama":
+        if ollama:
             return (
                 f"cannot reach the Ollama server at {base_url or ollama_base_url()} ({text}). "
                 "Start it with `ollama serve` (or set OLLAMA_HOST), "
-                "or use the offline model with --model demo"
+                'or use the offline "demo" model (`--model demo` on the command line)'
             )
         if base_url:
             return f"cannot reach the model server at {base_url} ({text})"
-    if isinstance(exc, TimeoutError):
-        return text if str(exc) else "timed out"
+    if isinstance(exc, ModelCallTimeout | TimeoutError):
+        return text
     return f"{type(exc).__name__}: {text}"

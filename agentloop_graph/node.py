@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
@@ -24,6 +25,7 @@ from langchain_core.tools import BaseTool
 from langgraph.runtime import get_runtime
 from langgraph.types import StreamWriter
 
+from agentloop_graph.models import ModelCallTimeout, is_transient
 from agentloop_graph.progress import ProgressEvent, aemit, emit
 from agentloop_graph.settings import Settings, SettingsResolver
 from agentloop_graph.state import AgentLoopState
@@ -33,10 +35,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class CallModel:
-    """Ask `model` to answer `prompt`, before the monotonic `deadline` if set."""
+    """Ask `model` to answer `prompt`, before the monotonic `deadline` if set.
+
+    `phase` names the call in traces (`agentloop.<phase>`); `metadata` goes with it.
+    """
 
     model: Runnable[Any, Any]
     prompt: str | list[BaseMessage]
+    phase: str
+    metadata: dict[str, Any]
     deadline: float | None = None
 
 
@@ -71,12 +78,20 @@ Body = Generator[Effect, Any, dict[str, Any]]
 BodyFactory = Callable[[AgentLoopState, Settings], Body]
 
 
+class StepTimeout(Exception):
+    """The attempt ran past the step's deadline (`step_timeout`)."""
+
+
+class _OutOfTime(Exception):
+    """A time limit set by the loop ran out (as opposed to a call raising TimeoutError)."""
+
+
 def _remaining(deadline: float | None) -> float | None:
     if deadline is None:
         return None
     left = deadline - time.monotonic()
     if left <= 0:
-        raise TimeoutError
+        raise StepTimeout
     return left
 
 
@@ -107,13 +122,91 @@ def _with_timeout(fn: Callable[[], T], timeout: float | None) -> T:
     try:
         return future.result(timeout)
     except FutureTimeout:
-        raise TimeoutError from None
+        if future.done():  # the call itself raised TimeoutError
+            raise
+        raise _OutOfTime from None
 
 
 async def _await_within(call: Coroutine[Any, Any, T], seconds: float | None) -> T:
     if seconds is None:
         return await call
-    return await asyncio.wait_for(call, seconds)
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
+            return await call
+    except TimeoutError:
+        if scope.expired():
+            raise _OutOfTime from None
+        raise
+
+
+RETRY_BACKOFF = 0.2
+"""Seconds before the first retry of a transient model error; doubled each time."""
+
+
+def _model_config(config: RunnableConfig, effect: CallModel) -> RunnableConfig:
+    return {
+        **config,
+        "run_name": f"agentloop.{effect.phase}",
+        "tags": [*config.get("tags", ()), "agentloop"],
+        "metadata": {**config.get("metadata", {}), **effect.metadata},
+    }
+
+
+def _call_limit(deadline: float | None, model_timeout: float | None) -> tuple[float | None, bool]:
+    """Seconds the next model call may take, and whether the step's deadline sets them."""
+    step_left = _remaining(deadline)
+    if model_timeout is None or (step_left is not None and step_left <= model_timeout):
+        return step_left, True
+    return model_timeout, False
+
+
+def _timed_out(step_bound: bool, model_timeout: float | None) -> Exception:
+    if step_bound:
+        return StepTimeout()
+    return ModelCallTimeout(f"the model did not answer within {model_timeout:g} s")
+
+
+def _backoff(retry: int, deadline: float | None) -> float:
+    delay = RETRY_BACKOFF * 2.0**retry
+    left = _remaining(deadline)
+    return delay if left is None else min(delay, left)
+
+
+def _retryable(exc: Exception, retry: int, settings: Settings) -> bool:
+    return retry < settings.max_retries and is_transient(exc)
+
+
+def call_model(effect: CallModel, config: RunnableConfig, settings: Settings) -> Any:
+    """Make a model call with the blocking API: time limits, transient errors retried."""
+    model, prompt, call_config = effect.model, effect.prompt, _model_config(config, effect)
+    for retry in itertools.count():
+        seconds, step_bound = _call_limit(effect.deadline, settings.model_timeout)
+        try:
+            return _with_timeout(lambda: model.invoke(prompt, call_config), seconds)
+        except _OutOfTime:
+            raise _timed_out(step_bound, settings.model_timeout) from None
+        except Exception as exc:
+            if not _retryable(exc, retry, settings):
+                raise
+            time.sleep(_backoff(retry, effect.deadline))
+    raise AssertionError("unreachable")
+
+
+async def acall_model(effect: CallModel, config: RunnableConfig, settings: Settings) -> Any:
+    """Async twin of `call_model`."""
+    call_config = _model_config(config, effect)
+    for retry in itertools.count():
+        seconds, step_bound = _call_limit(effect.deadline, settings.model_timeout)
+        try:
+            return await _await_within(effect.model.ainvoke(effect.prompt, call_config), seconds)
+        except _OutOfTime:
+            raise _timed_out(step_bound, settings.model_timeout) from None
+        except Exception as exc:
+            if not _retryable(exc, retry, settings):
+                raise
+            await asyncio.sleep(_backoff(retry, effect.deadline))
+    raise AssertionError("unreachable")
 
 
 class Node(Runnable[AgentLoopState, dict[str, Any]]):
@@ -128,7 +221,8 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
         self, input: AgentLoopState, config: RunnableConfig | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         runtime = get_runtime()
-        body = self._body(input, self._settings.resolve(runtime.context))
+        settings = self._settings.resolve(runtime.context)
+        body = self._body(input, settings)
         config = config or {}
         result: Any = None
         error: BaseException | None = None
@@ -139,7 +233,7 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
                 return done.value  # type: ignore[no-any-return]
             result, error = None, None
             try:
-                result = self._run(effect, runtime.stream_writer, config)
+                result = self._run(effect, runtime.stream_writer, config, settings)
             except Exception as exc:
                 error = exc
 
@@ -147,7 +241,8 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
         self, input: AgentLoopState, config: RunnableConfig | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         runtime = get_runtime()
-        body = self._body(input, self._settings.resolve(runtime.context))
+        settings = self._settings.resolve(runtime.context)
+        body = self._body(input, settings)
         config = config or {}
         result: Any = None
         error: BaseException | None = None
@@ -158,40 +253,43 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
                 return done.value  # type: ignore[no-any-return]
             result, error = None, None
             try:
-                result = await self._arun(effect, runtime.stream_writer, config)
+                result = await self._arun(effect, runtime.stream_writer, config, settings)
             except Exception as exc:
                 error = exc
 
     @staticmethod
-    def _run(effect: Effect, writer: StreamWriter, config: RunnableConfig) -> Any:
+    def _run(
+        effect: Effect, writer: StreamWriter, config: RunnableConfig, settings: Settings
+    ) -> Any:
         if isinstance(effect, Emit):
             emit(writer, config, effect.event)
             return None
-        timeout = _remaining(effect.deadline)
         if isinstance(effect, CallModel):
-            model, prompt = effect.model, effect.prompt
-            return _with_timeout(lambda: model.invoke(prompt, config), timeout)
+            return call_model(effect, config, settings)
+        timeout = _remaining(effect.deadline)
         tool, call, tool_config = effect.tool, effect.call, _tool_config(config, effect)
         try:
             return _with_timeout(lambda: tool.invoke(call, tool_config), timeout)
-        except TimeoutError:
-            raise
+        except _OutOfTime:
+            raise StepTimeout from None
         except Exception as exc:
             return _tool_error(call, exc)
 
     @staticmethod
-    async def _arun(effect: Effect, writer: StreamWriter, config: RunnableConfig) -> Any:
+    async def _arun(
+        effect: Effect, writer: StreamWriter, config: RunnableConfig, settings: Settings
+    ) -> Any:
         if isinstance(effect, Emit):
             await aemit(writer, config, effect.event)
             return None
-        timeout = _remaining(effect.deadline)
         if isinstance(effect, CallModel):
-            return await _await_within(effect.model.ainvoke(effect.prompt, config), timeout)
+            return await acall_model(effect, config, settings)
+        timeout = _remaining(effect.deadline)
         try:
             return await _await_within(
                 effect.tool.ainvoke(effect.call, _tool_config(config, effect)), timeout
             )
-        except TimeoutError:
-            raise
+        except _OutOfTime:
+            raise StepTimeout from None
         except Exception as exc:
             return _tool_error(effect.call, exc)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+
+from langchain_core.messages import AIMessage
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
 # "1. x", "1) x", "Step 1: x", "**1.** x", "- Step 1 - x", "### 2. x": the number is what counts.
@@ -10,6 +13,7 @@ _NUMBERED = re.compile(
     r"^\s*(?:[-*+>#]+\s*)?(?:\*\*|__)?\s*(?:step\s*)?(\d+)\s*(?:[.):](?!\d)|\s-)\s*(?:\*\*|__)?\s*(.*)$",
     re.IGNORECASE,
 )
+_THINK_TAGS = re.compile(r"</?think>", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*+>#]+\s+)")
 _EMPHASIS = re.compile(r"(\*\*|__)")
 
@@ -31,6 +35,26 @@ def cap(text: str, limit: int) -> str:
 def clean_answer(text: str) -> str:
     """Drop `<think>` blocks (closed or cut off) and surrounding white space."""
     return _THINK.sub("", text).strip()
+
+
+def reasoning_of(reply: AIMessage) -> str | None:
+    """What a reasoning model thought: its reasoning content and `<think>` blocks."""
+    parts = [str(reply.additional_kwargs.get("reasoning_content") or "")]
+    parts += [_THINK_TAGS.sub("", block) for block in _THINK.findall(reply.text)]
+    thought = "\n".join(part.strip() for part in parts if part.strip())
+    return cap(thought, MAX_RESULT_CHARS) if thought else None
+
+
+def parse_json_plan(text: str) -> list[str] | None:
+    """The steps of a plan written as `{"steps": [...]}`, or None if it is not one."""
+    try:
+        data = json.loads(clean_answer(text))
+    except ValueError:
+        return None
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if not isinstance(steps, list) or not all(isinstance(step, str) for step in steps):
+        return None
+    return [cap(step.strip(), MAX_TEXT_CHARS) for step in steps if step.strip()] or None
 
 
 def _tidy(item: str) -> str:

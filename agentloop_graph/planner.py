@@ -7,14 +7,15 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
-from agentloop_graph.models import describe_error
+from agentloop_graph.models import describe_error, with_json_schema
 from agentloop_graph.node import Body, CallModel, Emit
-from agentloop_graph.parsing import parse_plan
-from agentloop_graph.prompts import planner_prompt
+from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, parse_json_plan, parse_plan
+from agentloop_graph.progress import PlanFormat
+from agentloop_graph.prompts import PLAN_SCHEMA, planner_prompt
 from agentloop_graph.settings import Settings
-from agentloop_graph.state import AgentLoopState, Cursor
+from agentloop_graph.state import AgentLoopState, Cursor, add_usage, no_usage
 
 
 def _last_human_text(messages: Sequence[AnyMessage]) -> str | None:
@@ -48,6 +49,12 @@ def task_of(state: AgentLoopState) -> str:
     return task.strip()
 
 
+def _plan_from(reply: AIMessage, structured: bool) -> tuple[list[str], PlanFormat]:
+    if structured and (steps := parse_json_plan(reply.text)) is not None:
+        return steps, "json"
+    return parse_plan(reply.text), "text"
+
+
 def plan(state: AgentLoopState, settings: Settings) -> Body:
     """Ask the model for a plan of at most `max_steps` steps.
 
@@ -55,6 +62,8 @@ def plan(state: AgentLoopState, settings: Settings) -> Body:
     """
     task = task_of(state)
     task_id = uuid.uuid4().hex[:12]
+    model = settings.models.planner
+    structured = with_json_schema(model, PLAN_SCHEMA)
     cursor: Cursor = {
         "task": task,
         "started_at": time.time(),
@@ -65,6 +74,8 @@ def plan(state: AgentLoopState, settings: Settings) -> Body:
         "description": None,
         "error": None,
         "needs_adaptation": False,
+        "step_usage": no_usage(),
+        "run_usage": no_usage(),
     }
     update: dict[str, Any] = {
         "task_id": task_id,
@@ -75,14 +86,21 @@ def plan(state: AgentLoopState, settings: Settings) -> Body:
         "answer": None,
         "status": None,
         "total_duration_ms": None,
+        "usage": None,
         "cursor": cursor,
     }
     try:
-        reply = yield CallModel(settings.model, planner_prompt(task, settings.max_steps))
+        reply = yield CallModel(
+            structured or model,
+            planner_prompt(task, settings.max_steps),
+            "planner",
+            {"task_id": task_id},
+        )
     except Exception as exc:
-        summary = f"Planning failed: {describe_error(settings.model, exc)}"
+        summary = f"Planning failed: {cap(describe_error(model, exc), MAX_TEXT_CHARS)}"
         return {**update, "status": "failed", "summary": summary}
-    steps = parse_plan(reply.text)
+    cursor["run_usage"] = add_usage(cursor["run_usage"], [reply])
+    steps, plan_format = _plan_from(reply, structured is not None)
     if not steps:
         return {**update, "status": "failed", "summary": "Planning produced no steps."}
     kept = steps[: settings.max_steps]
@@ -93,6 +111,7 @@ def plan(state: AgentLoopState, settings: Settings) -> Body:
             "task": task,
             "steps": kept,
             "total": len(kept),
+            "plan_format": plan_format,
         }
     )
     return {**update, "plan": kept, "cursor": {**cursor, "truncated": len(steps) > len(kept)}}

@@ -17,12 +17,15 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import StreamWriter
 from typing_extensions import TypedDict
 
-from agentloop_graph.state import RunStatus, StepStatus
+from agentloop_graph.state import RunStatus, StepStatus, Usage
 
 logger = logging.getLogger(__name__)
 
 RESULT_PREVIEW = 200
 SUMMARY_PREVIEW = 300
+
+
+PlanFormat = Literal["json", "text"]
 
 
 class PlanReady(TypedDict):
@@ -31,6 +34,8 @@ class PlanReady(TypedDict):
     task: str
     steps: list[str]
     total: int
+    plan_format: PlanFormat
+    """`json` when the model answered in the plan's JSON schema, else `text` (parsed list)."""
 
 
 class StepStarted(TypedDict):
@@ -70,6 +75,7 @@ class StepComplete(TypedDict):
     description: str
     result: str
     status: StepStatus
+    usage: Usage
 
 
 class TaskComplete(TypedDict):
@@ -79,6 +85,7 @@ class TaskComplete(TypedDict):
     steps_completed: int
     summary: str
     duration_ms: int
+    usage: Usage
 
 
 ProgressEvent = PlanReady | StepStarted | StepFailed | StepAdapted | StepComplete | TaskComplete

@@ -37,6 +37,13 @@ SUMMARISER = (
     "Write the final answer to the task from these results."
 )
 
+PLAN_SCHEMA = {
+    "type": "object",
+    "properties": {"steps": {"type": "array", "items": {"type": "string"}}},
+    "required": ["steps"],
+}
+"""The plan's shape, for models that can be held to a JSON schema."""
+
 RECENT_STEPS = 2
 """How many earlier step results the executor sees: the context stays bounded."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
@@ -55,22 +56,25 @@ class Context:
     ] = None
 
 
-def check_limits(max_steps: int, max_adaptations: int, step_timeout: float | None) -> None:
+def check_count(name: str, value: object, minimum: int) -> None:
+    """Raise `ValueError` naming `name` unless `value` is an integer >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_seconds(name: str, value: object) -> None:
+    """Raise `ValueError` naming `name` unless `value` is None or a positive number."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+    ):
+        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+
+
+def check_limits(max_steps: object, max_adaptations: object, step_timeout: object) -> None:
     """Raise `ValueError` naming the first out-of-range limit."""
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-    if (
-        isinstance(max_adaptations, bool)
-        or not isinstance(max_adaptations, int)
-        or max_adaptations < 0
-    ):
-        raise ValueError(f"max_adaptations must be an integer >= 0, got {max_adaptations!r}")
-    if step_timeout is not None and (
-        isinstance(step_timeout, bool)
-        or not isinstance(step_timeout, int | float)
-        or step_timeout <= 0
-    ):
-        raise ValueError(f"step_timeout must be a number of seconds > 0, got {step_timeout!r}")
+    check_count("max_steps", max_steps, 1)
+    check_count("max_adaptations", max_adaptations, 0)
+    check_seconds("step_timeout", step_timeout)
 
 
 def with_tools(model: BaseChatModel, tools: dict[str, BaseTool]) -> Runnable[Any, Any]:
@@ -78,12 +82,33 @@ def with_tools(model: BaseChatModel, tools: dict[str, BaseTool]) -> Runnable[Any
     return model.bind_tools(list(tools.values())) if tools else model
 
 
+def for_planning(model: BaseChatModel) -> BaseChatModel:
+    """The planner's copy of a model the loop built: temperature 0 where it is unset.
+
+    A plan should not change between two runs of the same task.
+    """
+    if "temperature" in type(model).model_fields and model.temperature is None:
+        return model.model_copy(update={"temperature": 0})
+    return model
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    """The chat model of each phase."""
+
+    planner: BaseChatModel
+    executor: BaseChatModel
+    adapter: BaseChatModel
+    summariser: BaseChatModel
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a node needs to know for one run."""
 
-    model: BaseChatModel
+    models: Models
     executor_model: Runnable[Any, Any]
+    """The executor's model with the run's tools bound."""
     tools: dict[str, BaseTool]
     max_steps: int
     max_adaptations: int
@@ -91,6 +116,8 @@ class Settings:
     summarise_with_model: bool
     max_tool_rounds: int
     approve_plan: bool
+    model_timeout: float | None
+    max_retries: int
 
 
 _SCALARS = ("max_steps", "max_adaptations", "step_timeout", "summarise_with_model", "approve_plan")
@@ -99,17 +126,22 @@ _SCALARS = ("max_steps", "max_adaptations", "step_timeout", "summarise_with_mode
 class SettingsResolver:
     """Merges a run's `Context` into the factory's settings, resolving model strings once."""
 
-    def __init__(self, defaults: Settings) -> None:
+    def __init__(self, defaults: Settings, model_options: Mapping[str, Any]) -> None:
         self._defaults = defaults
+        self._model_options = model_options
+        self._timeout = defaults.model_timeout
         # Graph-scoped caches: models are stateless, so runs may share them.
-        self._models: dict[str, BaseChatModel] = {}
+        self._models: dict[str, Models] = {}
         self._bound: dict[tuple[str | None, tuple[str, ...]], Runnable[Any, Any]] = {}
 
-    def _model(self, spec: str | None) -> BaseChatModel:
+    def _models_for(self, spec: str | None) -> Models:
         if spec is None:
-            return self._defaults.model
+            return self._defaults.models
         if spec not in self._models:
-            self._models[spec] = resolve_model(spec, argument="context.model")
+            model = resolve_model(
+                spec, argument="context.model", options=self._model_options, timeout=self._timeout
+            )
+            self._models[spec] = Models(for_planning(model), model, model, model)
         return self._models[spec]
 
     def _tools(self, allowed: list[str] | None) -> dict[str, BaseTool]:
@@ -123,7 +155,7 @@ class SettingsResolver:
     def _executor_model(self, spec: str | None, tools: dict[str, BaseTool]) -> Runnable[Any, Any]:
         key = (spec, tuple(tools))
         if key not in self._bound:
-            self._bound[key] = with_tools(self._model(spec), tools)
+            self._bound[key] = with_tools(self._models_for(spec).executor, tools)
         return self._bound[key]
 
     def resolve(self, context: Context | None) -> Settings:
@@ -135,7 +167,7 @@ class SettingsResolver:
         }
         if context.model is not None or context.tools is not None:
             tools = self._tools(context.tools)
-            overrides["model"] = self._model(context.model)
+            overrides["models"] = self._models_for(context.model)
             overrides["tools"] = tools
             overrides["executor_model"] = self._executor_model(context.model, tools)
         if not overrides:

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal, NotRequired
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AIMessage, AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 RunStatus = Literal["completed", "partial", "failed", "cancelled"]
 StepStatus = Literal["completed", "adapted", "failed"]
+
+
+class Usage(TypedDict):
+    """Tokens spent, from the models' usage metadata (0 where a model reports none)."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+def no_usage() -> Usage:
+    """Zero tokens."""
+    return {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+
+
+def add_usage(total: Usage, replies: Sequence[AIMessage]) -> Usage:
+    """`total` plus the usage the `replies` report."""
+    spent = total
+    for reply in replies:
+        if meta := reply.usage_metadata:
+            spent = {
+                "input_tokens": spent["input_tokens"] + meta["input_tokens"],
+                "output_tokens": spent["output_tokens"] + meta["output_tokens"],
+                "total_tokens": spent["total_tokens"] + meta["total_tokens"],
+            }
+    return spent
 
 
 class StepRecord(TypedDict):
@@ -31,6 +58,11 @@ class StepRecord(TypedDict):
     """Text of the step's last failure, or None."""
     adaptation: str | None
     """The revised step text the adapter proposed, or None."""
+    reasoning: str | None
+    """What a reasoning model thought before its answer (`<think>` blocks or reasoning
+    content), kept out of `result`; None when it said nothing of the kind."""
+    usage: Usage
+    """Tokens of every model call of the step, adapter calls included."""
 
 
 class Cursor(TypedDict):
@@ -54,6 +86,10 @@ class Cursor(TypedDict):
     """The open step's last failure, or None."""
     needs_adaptation: bool
     """The last attempt failed and the adapter may still revise the step."""
+    step_usage: Usage
+    """Tokens spent on the open step so far."""
+    run_usage: Usage
+    """Tokens spent by the run so far."""
 
 
 class InputState(TypedDict):
@@ -84,6 +120,8 @@ class OutputState(TypedDict):
     """`completed`, `partial`, `failed`, or `cancelled` (plan rejected at approval)."""
     total_duration_ms: int | None
     """Wall time of the whole run."""
+    usage: Usage | None
+    """Tokens of every model call of the run."""
     messages: Annotated[list[AnyMessage], add_messages]
     """Input messages with an AI message carrying the answer or summary appended."""
 
@@ -104,4 +142,5 @@ def next_cursor(cursor: Cursor) -> Cursor:
         "description": None,
         "error": None,
         "needs_adaptation": False,
+        "step_usage": no_usage(),
     }

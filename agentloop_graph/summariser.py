@@ -13,7 +13,7 @@ from agentloop_graph.parsing import clean_answer
 from agentloop_graph.progress import SUMMARY_PREVIEW
 from agentloop_graph.prompts import summariser_prompt
 from agentloop_graph.settings import Settings
-from agentloop_graph.state import AgentLoopState, Cursor, RunStatus, StepRecord
+from agentloop_graph.state import AgentLoopState, Cursor, RunStatus, StepRecord, add_usage
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,18 @@ def summarise(state: AgentLoopState, settings: Settings) -> Body:
         summary = counts_line(state["task"], len(state["plan"]), steps)
         status = run_status(cursor["truncated"], steps)
     answer: str | None = None
+    usage = cursor["run_usage"]
     if settings.summarise_with_model and steps:
+        prompt = summariser_prompt(state["task"], steps)
         try:
-            reply = yield CallModel(settings.model, summariser_prompt(state["task"], steps))
-            answer = clean_answer(reply.text) or None
+            reply = yield CallModel(
+                settings.models.summariser, prompt, "summariser", {"task_id": state["task_id"]}
+            )
         except Exception:
             logger.warning("the final answer could not be written", exc_info=True)
+        else:
+            answer = clean_answer(reply.text) or None
+            usage = add_usage(usage, [reply])
     duration_ms = int((time.time() - cursor["started_at"]) * 1000)
     yield Emit(
         {
@@ -67,6 +73,7 @@ def summarise(state: AgentLoopState, settings: Settings) -> Body:
             "steps_completed": len(steps),
             "summary": summary[:SUMMARY_PREVIEW],
             "duration_ms": duration_ms,
+            "usage": usage,
         }
     )
     return {
@@ -74,5 +81,6 @@ def summarise(state: AgentLoopState, settings: Settings) -> Body:
         "status": status,
         "answer": answer,
         "total_duration_ms": duration_ms,
+        "usage": usage,
         "messages": [AIMessage(answer or summary)],
     }

@@ -29,7 +29,12 @@ def mixed_model() -> ScriptedChatModel:
 EXPECTED = [
     (
         "agentic.plan_ready",
-        {"task": "t", "steps": ["Fetch data", "Parse data", "Report"], "total": 3},
+        {
+            "task": "t",
+            "steps": ["Fetch data", "Parse data", "Report"],
+            "total": 3,
+            "plan_format": "text",
+        },
     ),
     ("agentic.step_started", {"step": 1, "total": 3, "description": "Fetch data", "attempt": 1}),
     (
@@ -102,9 +107,15 @@ def check_sequence(events: list[dict[str, Any]]) -> None:
     task_ids = {e["task_id"] for e in events}
     assert len(task_ids) == 1 and None not in task_ids
     for event, (_, fields) in zip(events, EXPECTED, strict=True):
-        extra = {k: v for k, v in event.items() if k not in ("event", "task_id", "duration_ms")}
+        extra = {
+            k: v for k, v in event.items() if k not in ("event", "task_id", "duration_ms", "usage")
+        }
         assert extra == fields
     assert isinstance(events[-1]["duration_ms"], int)
+    zero = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    for event in events:
+        if event["event"] in ("agentic.step_complete", "agentic.task_complete"):
+            assert event["usage"] == zero  # the scripted model reports no tokens
 
 
 def test_custom_stream_sync() -> None:

@@ -21,6 +21,7 @@ OUTPUT_KEYS = {
     "answer",
     "status",
     "total_duration_ms",
+    "usage",
     "messages",
 }
 

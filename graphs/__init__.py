@@ -1,0 +1,1 @@
+"""LangGraph Studio entry points: graph factories named in `langgraph.json`."""

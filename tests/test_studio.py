@@ -1,0 +1,213 @@
+"""The graphs served by `langgraph dev`, driven through the LangGraph SDK as Studio drives them.
+
+One headless server per module, offline: tracing, CLI analytics and the version check are
+off, no LangSmith key or licence reaches it, and the runs pick the demo model by `context`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph_sdk import get_sync_client
+from langgraph_sdk.client import SyncLangGraphClient
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_DEADLINE = 60.0
+DEMO = {"model": "demo"}
+LOOP_NODES = {"planner", "executor", "adapter", "summariser"}
+# Variables that would send traces, usage data or licence checks over the network.
+NETWORK_ENV = (
+    "LANGSMITH_API_KEY",
+    "LANGCHAIN_API_KEY",
+    "LANGSMITH_CONTROL_PLANE_API_KEY",
+    "LANGGRAPH_CLOUD_LICENSE_KEY",
+    "LANGSMITH_TRACING_V2",
+    "LANGCHAIN_TRACING_V2",
+    "LANGCHAIN_TRACING",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in NETWORK_ENV}
+    env.update(
+        LANGSMITH_TRACING="false",
+        LANGGRAPH_CLI_NO_ANALYTICS="1",
+        LANGGRAPH_NO_VERSION_CHECK="true",
+        # The default model stays Ollama, aimed where nothing answers: runs must pick the
+        # demo model through their context.
+        OLLAMA_HOST="http://127.0.0.1:9",
+    )
+    env.pop("AGENTLOOP_MODEL", None)
+    return env
+
+
+def server_config(workdir: Path) -> Path:
+    """The repo's `langgraph.json`, with its paths made absolute and persistence off.
+
+    The in-memory server keeps its state in `.langgraph_api/` under its working directory
+    (and loads what it finds there), so it runs in a scratch directory: a developer's own
+    Studio threads are neither read nor overwritten, and the checkout stays clean.
+    """
+    config = json.loads((ROOT / "langgraph.json").read_text())
+    config["dependencies"] = [str((ROOT / dep).resolve()) for dep in config["dependencies"]]
+    for spec in config["graphs"].values():
+        path, variable = spec["path"].rsplit(":", 1)
+        spec["path"] = f"{(ROOT / path).resolve()}:{variable}"
+    config["disable_persistence"] = True
+    target = workdir / "langgraph.json"
+    target.write_text(json.dumps(config))
+    return target
+
+
+def wait_until_ready(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"langgraph dev exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/ok", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:  # URLError included: not listening yet
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"langgraph dev did not answer within {STARTUP_DEADLINE:.0f} s:\n{log.read_text()}")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """Stop the server's whole process group, forcefully if it does not exit in time."""
+    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=15)
+    # Whatever the server started is in its group too, and must not outlive the tests.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workdir = tmp_path_factory.mktemp("langgraph_dev")
+    config = server_config(workdir)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = workdir / "server.log"
+    langgraph = Path(sys.executable).parent / "langgraph"
+    command = [str(langgraph), "dev", "--config", str(config), "--no-browser", "--no-reload"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=server_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_ready(server, url, log)
+        yield url
+    finally:
+        stop(server)
+
+
+@pytest.fixture
+def client(server_url: str) -> Iterator[SyncLangGraphClient]:
+    with get_sync_client(url=server_url, api_key=None) as sync_client:
+        yield sync_client
+
+
+def stream_run(client: SyncLangGraphClient, task: str) -> tuple[list[str], dict[str, Any]]:
+    """Stream a stateless `agent_loop` run: its progress event names and its last state."""
+    events: list[str] = []
+    state: dict[str, Any] = {}
+    for part in client.runs.stream(
+        None,
+        "agent_loop",
+        input={"task": task},
+        context=DEMO,
+        stream_mode=["custom", "values"],
+    ):
+        assert part.event != "error", part.data
+        if part.event == "custom":
+            events.append(part.data["event"])
+        elif part.event == "values":
+            state = part.data
+    return events, state
+
+
+def test_both_graphs_are_served(client: SyncLangGraphClient) -> None:
+    graph_ids = {assistant["graph_id"] for assistant in client.assistants.search()}
+    assert graph_ids == {"agent_loop", "chat_app"}
+
+
+def test_the_loops_graph_shows_its_four_phases(client: SyncLangGraphClient) -> None:
+    graph = client.assistants.get_graph("agent_loop")
+    assert {node["id"] for node in graph["nodes"]} == {"__start__", *LOOP_NODES, "__end__"}
+    conditional = {(e["source"], e["target"]) for e in graph["edges"] if e.get("conditional")}
+    assert ("executor", "adapter") in conditional
+
+
+def test_a_loop_run_streams_its_progress(client: SyncLangGraphClient) -> None:
+    events, state = stream_run(client, "Plan a picnic")
+    assert events == [
+        "agentic.plan_ready",
+        *["agentic.step_started", "agentic.step_complete"] * 4,
+        "agentic.task_complete",
+    ]
+    assert state["status"] == "completed"
+    assert state["answer"].startswith("[demo] Final answer for 'Plan a picnic'")
+
+
+def test_a_failed_step_is_adapted(client: SyncLangGraphClient) -> None:
+    events, state = stream_run(client, "Plan a picnic, fail step 2")
+    assert "agentic.step_failed" in events
+    assert "agentic.step_adapted" in events
+    assert [s["status"] for s in state["steps"]] == [
+        "completed",
+        "adapted",
+        "completed",
+        "completed",
+    ]
+
+
+def test_the_chat_app_answers_on_a_thread_from_the_loop(client: SyncLangGraphClient) -> None:
+    thread = client.threads.create()
+    request = "Plan a picnic then pack the basket"
+    run = client.runs.create(
+        thread["thread_id"],
+        "chat_app",
+        input={"messages": [{"role": "user", "content": request}]},
+        context=DEMO,
+    )
+    client.runs.join(thread["thread_id"], run["run_id"])
+    assert client.runs.get(thread["thread_id"], run["run_id"])["status"] == "success"
+
+    messages = client.threads.get_state(thread["thread_id"])["values"]["messages"]
+    assert [m["type"] for m in messages] == ["human", "ai", "tool", "ai"]
+    assert messages[1]["tool_calls"][0]["name"] == "plan_and_execute"
+    reply = messages[-1]["content"]
+    assert reply.startswith("[demo] Here is what the agent loop reported: completed: ")
+    assert f"[demo] Final answer for '{request}'" in reply
