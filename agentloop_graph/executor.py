@@ -176,7 +176,7 @@ def finish_step(
             "usage": cursor["step_usage"],
         }
     )
-    return {"steps": [*state["steps"], record], "cursor": next_cursor(cursor)}
+    return {"steps": [record], "cursor": next_cursor(cursor)}
 
 
 def execute(state: AgentLoopState, settings: Settings) -> Body:

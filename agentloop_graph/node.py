@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from langchain_core.messages import BaseMessage, ToolCall, ToolMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import get_runtime
 from langgraph.types import StreamWriter
 
@@ -234,6 +235,8 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
             result, error = None, None
             try:
                 result = self._run(effect, runtime.stream_writer, config, settings)
+            except GraphBubbleUp:
+                raise  # interrupts and parent commands belong to LangGraph, not the body
             except Exception as exc:
                 error = exc
 
@@ -254,6 +257,8 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
             result, error = None, None
             try:
                 result = await self._arun(effect, runtime.stream_writer, config, settings)
+            except GraphBubbleUp:
+                raise
             except Exception as exc:
                 error = exc
 
@@ -272,6 +277,8 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
             return _with_timeout(lambda: tool.invoke(call, tool_config), timeout)
         except _OutOfTime:
             raise StepTimeout from None
+        except GraphBubbleUp:
+            raise
         except Exception as exc:
             return _tool_error(call, exc)
 
@@ -291,5 +298,7 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
             )
         except _OutOfTime:
             raise StepTimeout from None
+        except GraphBubbleUp:
+            raise
         except Exception as exc:
             return _tool_error(effect.call, exc)

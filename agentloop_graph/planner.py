@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langgraph.types import Overwrite
 
 from agentloop_graph.models import describe_error, with_json_schema
 from agentloop_graph.node import Body, CallModel, Emit
@@ -81,7 +82,7 @@ def plan(state: AgentLoopState, settings: Settings) -> Body:
         "task_id": task_id,
         "task": task,
         "plan": [],
-        "steps": [],
+        "steps": Overwrite([]),
         "summary": None,
         "answer": None,
         "status": None,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Annotated, Literal, NotRequired
 
 from langchain_core.messages import AIMessage, AnyMessage
+from langgraph.channels import DeltaChannel
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
@@ -37,6 +38,16 @@ def add_usage(total: Usage, replies: Sequence[AIMessage]) -> Usage:
                 "total_tokens": spent["total_tokens"] + meta["total_tokens"],
             }
     return spent
+
+
+def append_steps(steps: list[StepRecord], writes: Sequence[list[StepRecord]]) -> list[StepRecord]:
+    """Reducer of `steps`: each write appends records (reset with `Overwrite([])`)."""
+    return [*steps, *(record for write in writes for record in write)]
+
+
+def latest_plan(plan: list[str], writes: Sequence[list[str]]) -> list[str]:
+    """Reducer of `plan`: the latest write replaces it."""
+    return list(writes[-1]) if writes else plan
 
 
 class StepRecord(TypedDict):
@@ -108,9 +119,9 @@ class OutputState(TypedDict):
     """Short id of the run, also carried by every progress event."""
     task: str
     """The task that was run."""
-    plan: list[str]
+    plan: Annotated[list[str], DeltaChannel(latest_plan)]
     """The planned steps, after truncation to `max_steps`."""
-    steps: list[StepRecord]
+    steps: Annotated[list[StepRecord], DeltaChannel(append_steps)]
     """One record per finished step, in plan order."""
     summary: str | None
     """Counts line, or the planning failure."""

@@ -89,3 +89,34 @@ def test_approval_per_run_through_context(run: Run) -> None:
     assert "__interrupt__" in out
     out = run(graph, Command(resume=True), config=config, context=Context(approve_plan=True))
     assert out["status"] == "completed"
+
+
+def test_a_tool_can_ask_a_person_and_the_step_resumes(run: Run) -> None:
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+    from langgraph.types import interrupt
+
+    @tool
+    def ask_person(question: str) -> str:
+        """Ask the person running the loop."""
+        return str(interrupt(question))
+
+    call = {"name": "ask_person", "args": {"question": "Which colour?"}, "id": "1"}
+    scripted = ScriptedChatModel(
+        responses=lambda c: (
+            numbered("Choose a colour")
+            if c.node == "planner"
+            else AIMessage("", tool_calls=[call])
+            if len(c.messages) == 1
+            else f"Chose {c.messages[-1].text}"
+        )
+    )
+    graph = create_agent_loop(
+        scripted, tools=[ask_person], checkpointer=InMemorySaver(), summarise_with_model=False
+    )
+    config = {"configurable": {"thread_id": "ask"}}
+    out = run(graph, {"task": "t"}, config=config)
+    assert out["__interrupt__"][0].value == "Which colour?"
+    out = run(graph, Command(resume="blue"), config=config)
+    assert out["steps"][0]["result"] == "Chose blue"
+    assert out["steps"][0]["attempts"] == 1

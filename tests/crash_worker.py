@@ -1,0 +1,136 @@
+"""A worker process for the crash-and-resume suite: runs, or resumes, one thread of the loop.
+
+    python tests/crash_worker.py --backend sqlite --db FILE --thread ID --log FILE [--resume]
+    python tests/crash_worker.py --backend postgres --db CONNINFO --thread ID --log FILE [--resume]
+
+SQLite runs through the sync API (`SqliteSaver`, `stream`), PostgreSQL through the async one
+(`AsyncPostgresSaver`, `astream`). The worker prints each progress event as one JSON line,
+flushed as it happens, and the run's output last as `{"event": "worker.output", "output": ...}`.
+With `--resume` it continues the thread from its last checkpoint (`None` input) instead of
+starting the task.
+
+Every process builds the same scripted model: its answers depend only on the prompt, it
+appends `node<TAB>step` to the `--log` file at each call (before answering, so a call cut
+short by a kill is counted), and executor answers take `--latency` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from agentloop_graph import create_agent_loop
+from agentloop_graph.testing import ModelCall, Response, ScriptedChatModel, Slow
+
+TASK = "Renovate the garden shed"
+PLAN = (
+    "Survey the shed",
+    "Buy timber",
+    "Replace the roof",
+    "Paint the walls",
+    "Fit a new door",
+)
+FIRST_TRY_FAILS = PLAN[0]
+"""The first attempt at step 1 fails and the adapter revises it, so resumed state includes
+an adapted step."""
+
+_STEP = re.compile(r"^Step (\d+)/\d+(?: failed)?: (.*)$", re.MULTILINE)
+OUTPUT_EVENT = "worker.output"
+
+
+def scripted_model(log: Path, latency: float) -> ScriptedChatModel:
+    """The model every worker uses: the same answer for the same prompt, in any process."""
+
+    def answer(call: ModelCall) -> Response:
+        step = _STEP.search(call.prompt)
+        with log.open("a", encoding="utf-8") as calls:
+            calls.write(f"{call.node}\t{step.group(1) if step else '-'}\n")
+        if call.node == "planner":
+            return "\n".join(f"{i}. {text}" for i, text in enumerate(PLAN, 1))
+        if call.node == "summariser":
+            return "The shed is renovated."
+        assert step is not None, f"no step in the {call.node} prompt"
+        description = step.group(2)
+        if call.node == "adapter":
+            return f"{description} from the outside"
+        if description == FIRST_TRY_FAILS:
+            return RuntimeError("the shed is locked")
+        return Slow(latency, f"Did: {description}")
+
+    return ScriptedChatModel(responses=answer)
+
+
+def report(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload), flush=True)
+
+
+def follow(chunk: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """Print a `custom` chunk; the latest state values, updated by a `values` chunk."""
+    mode, payload = chunk
+    if mode == "custom":
+        report(payload)
+        return values
+    return dict(payload)
+
+
+def output_of(values: dict[str, Any]) -> dict[str, Any]:
+    """The run's output keys, messages as their text, ready for JSON."""
+    keys = ("task_id", "task", "plan", "steps", "summary", "answer", "status", "total_duration_ms")
+    return {
+        **{key: values[key] for key in keys},
+        "messages": [message.text for message in values["messages"]],
+    }
+
+
+def run_sqlite(db: str, model: ScriptedChatModel, graph_input: Any, config: RunnableConfig) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(db) as saver:
+        graph = create_agent_loop(model, checkpointer=saver)
+        values: dict[str, Any] = {}
+        for chunk in graph.stream(graph_input, config, stream_mode=["custom", "values"]):
+            values = follow(chunk, values)
+    report({"event": OUTPUT_EVENT, "output": output_of(values)})
+
+
+async def run_postgres(
+    db: str, model: ScriptedChatModel, graph_input: Any, config: RunnableConfig
+) -> None:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    async with AsyncPostgresSaver.from_conn_string(db) as saver:
+        await saver.setup()
+        graph = create_agent_loop(model, checkpointer=saver)
+        values: dict[str, Any] = {}
+        async for chunk in graph.astream(graph_input, config, stream_mode=["custom", "values"]):
+            values = follow(chunk, values)
+    report({"event": OUTPUT_EVENT, "output": output_of(values)})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), required=True)
+    parser.add_argument("--db", required=True, help="SQLite file or PostgreSQL conninfo")
+    parser.add_argument("--thread", required=True)
+    parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--latency", type=float, default=0.5)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    model = scripted_model(args.log, args.latency)
+    graph_input = None if args.resume else {"task": TASK}
+    config: RunnableConfig = {"configurable": {"thread_id": args.thread}}
+    if args.backend == "sqlite":
+        run_sqlite(args.db, model, graph_input, config)
+    else:
+        asyncio.run(run_postgres(args.db, model, graph_input, config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""The state-growth benchmark runs and prints every figure it promises (sizes are not asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_state_growth_benchmark_prints_bytes_per_step_and_ratio() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/state_growth.py", "--steps", "5", "20"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    for figure in ("rows/step", "file/step", "ratio 20/5", "checkpoints.steps", "writes.steps"):
+        assert figure in done.stdout
