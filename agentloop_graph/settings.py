@@ -87,7 +87,7 @@ def for_planning(model: BaseChatModel) -> BaseChatModel:
 
     A plan should not change between two runs of the same task.
     """
-    if "temperature" in type(model).model_fields and model.temperature is None:
+    if "temperature" in type(model).model_fields and getattr(model, "temperature", 0) is None:
         return model.model_copy(update={"temperature": 0})
     return model
 
