@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal, cast, get_args, get_type_hints
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
 from agentloop_graph.adapter import adapt
+from agentloop_graph.compiled import AgentLoopGraph
 from agentloop_graph.executor import execute
 from agentloop_graph.models import DEFAULT_MODEL, resolve_model
 from agentloop_graph.node import Node
@@ -135,7 +135,7 @@ def create_agent_loop(
     checkpointer: Any = None,
     store: Any = None,
     name: str = "agent_loop",
-) -> CompiledStateGraph[Any, Context, Any, Any]:
+) -> AgentLoopGraph:
     """Build the plan -> execute -> adapt -> summarise loop as a compiled LangGraph graph.
 
     Args:
@@ -232,4 +232,8 @@ def create_agent_loop(
         router = Router(route)
         builder.add_conditional_edges(source, router, router.destinations)
     builder.add_edge("summariser", END)
-    return builder.compile(checkpointer=checkpointer, store=store, name=name)
+    graph = builder.compile(checkpointer=checkpointer, store=store, name=name)
+    # compile() always builds a plain CompiledStateGraph; the subclass only adds checks
+    # around stream/astream/astream_events and holds no state of its own.
+    graph.__class__ = AgentLoopGraph
+    return cast(AgentLoopGraph, graph)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -126,3 +128,42 @@ def test_checkpoint_after_every_executor_attempt() -> None:
         "executor",
         "summariser",
     ]
+
+
+def test_a_new_task_on_an_unfinished_thread_is_refused(run: Run) -> None:
+    from langgraph.types import Command
+
+    from agentloop_graph.compiled import UnfinishedRunError
+
+    model = echo_model()
+    graph = create_agent_loop(model, approve_plan=True, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "busy"}}
+    run(graph, {"task": "alpha"}, config=config)
+    before = graph.get_state(config)
+    with pytest.raises(UnfinishedRunError, match="thread 'busy' has an unfinished run"):
+        run(graph, {"task": "beta"}, config=config)
+    # Nothing was written: the paused run is intact and resumes.
+    assert graph.get_state(config).values == before.values
+    out = run(graph, Command(resume=True), config=config)
+    assert out["task"] == "alpha" and out["status"] == "completed"
+    # Once finished, the thread takes new tasks again.
+    assert "__interrupt__" in run(graph, {"task": "beta"}, config=config)
+
+
+def test_long_runs_under_astream_events_are_not_cut_by_the_default_limit() -> None:
+    def respond(call: ModelCall) -> Any:
+        if call.node == "planner":
+            return numbered(*(f"s{i}" for i in range(1, 11)))
+        if call.node == "adapter":
+            return "another way"
+        if call.node == "executor" and "another way" not in call.prompt:
+            return RuntimeError("first try fails")
+        return "ok"
+
+    graph = create_agent_loop(ScriptedChatModel(responses=respond))
+
+    async def last_event() -> dict[str, Any]:
+        events = [e async for e in graph.astream_events({"task": "t"}, version="v2")]
+        return events[-1]["data"]["output"]
+
+    assert asyncio.run(last_event())["summary"] == "t: Completed 0/10 steps, 10 adapted."
