@@ -2,7 +2,7 @@
 
 setup:
 	python3 -m venv .venv && .venv/bin/python -m pip install -q -U pip
-	.venv/bin/python -m pip install -q -e '.[viz]' --group test --group lint --group studio --group notebooks --group durable
+	.venv/bin/python -m pip install -q -e '.[viz]' --group test --group lint --group studio --group notebooks --group durable --group real-model
 
 format:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -186,7 +186,8 @@ def human_lines(event: Mapping[str, Any]) -> list[str]:
     """
     if event["event"] == "agentic.plan_ready":
         numbered = [f"{INDENT}{i}. {' '.join(s.split())}" for i, s in enumerate(event["steps"], 1)]
-        return [f"Task: {event['task']}", f"Plan ({event['total']} steps):", *numbered, ""]
+        count = f"{event['total']} step{'s' if event['total'] != 1 else ''}"
+        return [f"Task: {event['task']}", f"Plan ({count}):", *numbered, ""]
     if event["event"] == "agentic.task_complete":
         return []
     return _step_lines(event)

@@ -27,9 +27,17 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
       for plan approval, or stopped by a crash) is refused with `UnfinishedRunError`
       before anything is written, instead of silently starting over on that thread.
       Resume the run with `None` or `Command(resume=...)`, or use another `thread_id`.
+    - With a checkpointer, runs write each checkpoint before the next node starts
+      (`durability="sync"` unless the caller chooses otherwise), so a crash never
+      repeats a finished step.
     - `astream_events` runs without a recursion limit of their own get a generous one:
       LangChain fills in 25 there, which a long run with adaptations can exceed.
     """
+
+    def _durable(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if kwargs.get("durability") is None and self.checkpointer not in (None, True, False):
+            return {**kwargs, "durability": "sync"}
+        return kwargs
 
     def _thread_to_check(self, input: Any, config: RunnableConfig | None) -> bool:
         configurable = (config or {}).get("configurable") or {}
@@ -57,11 +65,12 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
     ) -> Iterator[Any]:
         if self._thread_to_check(input, config):
             self._refuse_if_unfinished(self.get_state(config or {}), config)
-        return super().stream(input, config, **kwargs)
+        return super().stream(input, config, **self._durable(kwargs))
 
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        kwargs = self._durable(kwargs)
         if self._thread_to_check(input, config):
             return self._checked_astream(input, config, **kwargs)
         return super().astream(input, config, **kwargs)

@@ -112,28 +112,40 @@ def failure_text(model: object, step_timeout: float | None, exc: Exception) -> s
     return cap(describe_error(model, exc), MAX_TEXT_CHARS)
 
 
+def _valid_plan(answer: object) -> bool:
+    return (
+        isinstance(answer, list)
+        and bool(answer)
+        and all(isinstance(step, str) and step.strip() for step in answer)
+    )
+
+
 def _review(state: AgentLoopState, settings: Settings) -> dict[str, Any]:
-    """Pause until a person answers on the plan; the update their answer makes."""
+    """Pause until a person answers on the plan; the update their answer makes.
+
+    An answer that is not one of the three kinds pauses the run again, the interrupt
+    saying what was wrong, so a typo never jams the thread.
+    """
     cursor = state["cursor"]
-    answer = interrupt({"task_id": state["task_id"], "task": state["task"], "plan": state["plan"]})
+    question = {"task_id": state["task_id"], "task": state["task"], "plan": state["plan"]}
+    answer = interrupt(question)
+    while not (isinstance(answer, bool) or _valid_plan(answer)):
+        answer = interrupt(
+            {
+                **question,
+                "error": "resume a plan approval with True (run it), False (cancel) or a "
+                f"non-empty list of step strings (run that plan), got {answer!r}",
+            }
+        )
     if answer is True:
         return {"cursor": {**cursor, "approved": True}}
     if answer is False:
         summary = f"{state['task']}: Plan rejected; no step ran."
         return {"status": "cancelled", "summary": summary}
-    if (
-        isinstance(answer, list)
-        and answer
-        and all(isinstance(s, str) and s.strip() for s in answer)
-    ):
-        plan = [cap(step.strip(), MAX_TEXT_CHARS) for step in answer]
-        kept = plan[: settings.max_steps]
-        truncated = cursor["truncated"] or len(plan) > len(kept)
-        return {"plan": kept, "cursor": {**cursor, "approved": True, "truncated": truncated}}
-    raise ValueError(
-        "resume a plan approval with True (run it), False (cancel) "
-        f"or a non-empty list of step strings (run that plan), got {answer!r}"
-    )
+    plan = [cap(step.strip(), MAX_TEXT_CHARS) for step in answer]
+    kept = plan[: settings.max_steps]
+    truncated = cursor["truncated"] or len(plan) > len(kept)
+    return {"plan": kept, "cursor": {**cursor, "approved": True, "truncated": truncated}}
 
 
 def finish_step(

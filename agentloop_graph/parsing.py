@@ -14,6 +14,8 @@ _NUMBERED = re.compile(
     re.IGNORECASE,
 )
 _THINK_TAGS = re.compile(r"</?think>", re.IGNORECASE)
+_STEPS_ARRAY = re.compile(r'^\s*\{\s*"steps"\s*:\s*\[')
+_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _BULLET = re.compile(r"^\s*(?:[-*+>#]+\s+)")
 _EMPHASIS = re.compile(r"(\*\*|__)")
 
@@ -45,16 +47,31 @@ def reasoning_of(reply: AIMessage) -> str | None:
     return cap(thought, MAX_RESULT_CHARS) if thought else None
 
 
-def parse_json_plan(text: str) -> list[str] | None:
-    """The steps of a plan written as `{"steps": [...]}`, or None if it is not one."""
-    try:
-        data = json.loads(clean_answer(text))
-    except ValueError:
+def _complete_strings(text: str) -> list[str] | None:
+    # A plan cut off at the token limit: keep the steps whose strings were closed.
+    start = _STEPS_ARRAY.search(text)
+    if start is None:
         return None
-    steps = data.get("steps") if isinstance(data, dict) else None
+    return [json.loads(f'"{item}"') for item in _JSON_STRING.findall(text, start.end())]
+
+
+def parse_json_plan(text: str) -> list[str] | None:
+    """The steps of a plan written as `{"steps": [...]}`, or None if it is not one.
+
+    A plan cut off mid-way keeps its complete steps; a model's own numbering inside
+    the strings is dropped, as in numbered-list plans.
+    """
+    answer = clean_answer(text)
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        steps = _complete_strings(answer)
+    else:
+        steps = data.get("steps") if isinstance(data, dict) else None
     if not isinstance(steps, list) or not all(isinstance(step, str) for step in steps):
         return None
-    return [cap(step.strip(), MAX_TEXT_CHARS) for step in steps if step.strip()] or None
+    items = [m.group(2) if (m := _NUMBERED.match(step)) else step for step in steps]
+    return [cap(step, MAX_TEXT_CHARS) for step in map(_tidy, items) if step] or None
 
 
 def _tidy(item: str) -> str:

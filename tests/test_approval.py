@@ -76,10 +76,15 @@ def test_cancelled_run_ends_with_task_complete() -> None:
 
 
 @pytest.mark.parametrize("answer", ["yes", [], ["ok", ""], 1])
-def test_other_answers_are_refused(run: Run, answer: object) -> None:
-    graph, _, config, _ = paused(run)
-    with pytest.raises(ValueError, match="resume a plan approval with True"):
-        run(graph, Command(resume=answer), config=config)
+def test_other_answers_ask_again_and_never_jam_the_thread(run: Run, answer: object) -> None:
+    graph, scripted, config, _ = paused(run)
+    out = run(graph, Command(resume=answer), config=config)
+    (pending,) = out["__interrupt__"]
+    assert pending.value["plan"] == ["a", "b"]
+    assert pending.value["error"].startswith("resume a plan approval with True")
+    out = run(graph, Command(resume=True), config=config)
+    assert out["status"] == "completed"
+    assert [c.node for c in scripted.calls].count("planner") == 1
 
 
 def test_approval_per_run_through_context(run: Run) -> None:

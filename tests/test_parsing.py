@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentloop_graph.parsing import clean_answer, parse_plan
+from agentloop_graph.parsing import clean_answer, parse_json_plan, parse_plan
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,21 @@ def test_parse_plan_keeps_numbers_in_step_text() -> None:
 def test_clean_answer_strips_reasoning_and_space() -> None:
     assert clean_answer("<think>\nlet me see\n</think>\n\n  The answer.  ") == "The answer."
     assert clean_answer("<think>only reasoning") == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "steps"),
+    [
+        ('{"steps": ["Boil water", "Add tea"]}', ["Boil water", "Add tea"]),
+        ('{"steps": ["1. Boil water", "Step 2: **Add** tea"]}', ["Boil water", "Add tea"]),
+        ('<think>hm</think>{"steps": ["a"]}', ["a"]),
+        ('{"steps": ["a", "b \\"quoted\\"", "c is cut', ["a", 'b "quoted"']),
+        ('{"steps": []}', None),
+        ('{"steps": [1, 2]}', None),
+        ('{"plan": ["a"]}', None),
+        ("1. Boil water", None),
+        ("", None),
+    ],
+)
+def test_parse_json_plan(text: str, steps: list[str] | None) -> None:
+    assert parse_json_plan(text) == steps

