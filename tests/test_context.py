@@ -51,3 +51,17 @@ def test_context_adaptations_and_timeout(run: Run) -> None:
     (step,) = out["steps"]
     assert step["status"] == "adapted" and step["attempts"] == 3
     assert step["error"] == "RuntimeError: again"
+
+
+def test_studio_sees_every_context_field_with_a_description() -> None:
+    schema = create_agent_loop(ScriptedChatModel()).get_context_jsonschema()
+    assert set(schema["properties"]) == {
+        "model",
+        "max_steps",
+        "max_adaptations",
+        "step_timeout",
+        "summarise_with_model",
+        "approve_plan",
+        "tools",
+    }
+    assert all(field.get("description") for field in schema["properties"].values())
