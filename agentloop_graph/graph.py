@@ -97,8 +97,15 @@ def _role_models(
 ) -> Models:
     """Each phase's chat model: its own argument if given, else the shared `model`."""
 
+    built: dict[str, BaseChatModel] = {}
+
     def build(spec: object, argument: str) -> BaseChatModel:
-        return resolve_model(spec, argument=argument, options=options, timeout=timeout)
+        # One model object per distinct string: building a client is not free.
+        if not isinstance(spec, str):
+            return resolve_model(spec, argument=argument)
+        if spec not in built:
+            built[spec] = resolve_model(spec, argument=argument, options=options, timeout=timeout)
+        return built[spec]
 
     shared = build(model, "model")
     chosen = {role: shared if spec is None else build(spec, role) for role, spec in roles.items()}
@@ -130,7 +137,7 @@ def create_agent_loop(
     adapter_model: BaseChatModel | str | None = None,
     summariser_model: BaseChatModel | str | None = None,
     model_options: Mapping[str, Any] | None = None,
-    model_timeout: float | None = 300.0,
+    model_timeout: float | None = None,
     max_retries: int = 3,
     checkpointer: Any = None,
     store: Any = None,
@@ -155,7 +162,9 @@ def create_agent_loop(
             Each is a chat model or a model string.
         model_options: Keyword arguments for models built from strings (for Ollama, e.g.
             `{"num_ctx": 8192, "keep_alive": "10m", "reasoning": True}`).
-        model_timeout: Seconds each model call may take; None for no limit.
+        model_timeout: Seconds each model call may take, enforced by the loop; None leaves
+            it to the model's client (Ollama models built from strings then get a
+            300-second HTTP timeout, since the Ollama client has none of its own).
         max_retries: Retries of a model call that failed transiently (a 5xx or 429
             answer, a connection cut mid-answer), with exponential backoff.
         checkpointer: Passed to `compile`; with one, every attempt is checkpointed.

@@ -13,6 +13,10 @@ from pydantic import ValidationError
 
 DEFAULT_MODEL = "ollama:llama3.2"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+OLLAMA_CLIENT_TIMEOUT = 300.0
+"""Seconds the HTTP client of an Ollama model waits when the loop sets no `model_timeout`."""
+CLIENT_TIMEOUT_GRACE = 5.0
+"""The HTTP client's limit trails the loop's, so the loop's clearer message wins the race."""
 
 
 def ollama_base_url() -> str:
@@ -42,7 +46,8 @@ def resolve_model(
         argument: The argument's name, for error messages.
         options: Keyword arguments for the model a string builds (e.g. `num_ctx`,
             `keep_alive`, `reasoning`, `client_kwargs` for `ChatOllama`).
-        timeout: Seconds the HTTP client of an Ollama model may wait, unless `options`
+        timeout: The loop's `model_timeout`. An Ollama model's HTTP client waits a little
+            longer than that, or `OLLAMA_CLIENT_TIMEOUT` without one, unless `options`
             sets `client_kwargs` (the Ollama client has no timeout of its own).
 
     Returns:
@@ -72,7 +77,10 @@ def resolve_model(
     if provider == "ollama":
         from langchain_ollama import ChatOllama
 
-        settings = {"client_kwargs": {"timeout": timeout}, **(options or {})}
+        client_timeout = (
+            OLLAMA_CLIENT_TIMEOUT if timeout is None else timeout + CLIENT_TIMEOUT_GRACE
+        )
+        settings = {"client_kwargs": {"timeout": client_timeout}, **(options or {})}
         try:
             return ChatOllama(model=name, base_url=ollama_base_url(), **settings)
         except (ValidationError, TypeError) as exc:
@@ -132,7 +140,8 @@ def is_transient(exc: BaseException) -> bool:
     ):
         return True
     code = _status_code(exc)
-    return code is not None and (code == 429 or code >= 500)
+    # Ollama reports a runner that died mid-answer as an error line, status -1.
+    return code is not None and (code in (429, -1) or code >= 500)
 
 
 def describe_error(model: object, exc: BaseException) -> str:
@@ -158,4 +167,6 @@ def describe_error(model: object, exc: BaseException) -> str:
             return f"cannot reach the model server at {base_url} ({text})"
     if isinstance(exc, ModelCallTimeout | TimeoutError):
         return text
+    if isinstance(exc, httpx.TimeoutException):
+        return f"the model server did not answer in time ({type(exc).__name__}: {text})"
     return f"{type(exc).__name__}: {text}"

@@ -27,7 +27,7 @@ from langgraph.runtime import get_runtime
 from langgraph.types import StreamWriter
 
 from agentloop_graph.models import ModelCallTimeout, is_transient
-from agentloop_graph.progress import ProgressEvent, aemit, emit
+from agentloop_graph.progress import ProgressEvent, aemit, emit, has_handlers
 from agentloop_graph.settings import Settings, SettingsResolver
 from agentloop_graph.state import AgentLoopState
 
@@ -146,6 +146,10 @@ RETRY_BACKOFF = 0.2
 
 
 def _model_config(config: RunnableConfig, effect: CallModel) -> RunnableConfig:
+    # Names, tags and metadata only matter to callback handlers (tracers, event
+    # streams); without any, skipping the copies keeps the hot path lean.
+    if not has_handlers(config):
+        return config
     return {
         **config,
         "run_name": f"agentloop.{effect.phase}",

@@ -91,7 +91,8 @@ class TaskComplete(TypedDict):
 ProgressEvent = PlanReady | StepStarted | StepFailed | StepAdapted | StepComplete | TaskComplete
 
 
-def _has_handlers(config: RunnableConfig) -> bool:
+def has_handlers(config: RunnableConfig) -> bool:
+    """Whether anyone listens to the run's callbacks (a tracer, `astream_events`, ...)."""
     callbacks: Any = config.get("callbacks")
     if callbacks is None:
         return False
@@ -109,7 +110,7 @@ def _write(writer: StreamWriter, event: ProgressEvent) -> None:
 def emit(writer: StreamWriter, config: RunnableConfig, event: ProgressEvent) -> None:
     """Write `event` to the custom stream and, if anyone listens, as a custom event."""
     _write(writer, event)
-    if _has_handlers(config):
+    if has_handlers(config):
         try:
             dispatch_custom_event(event["event"], event, config=config)
         except Exception:
@@ -119,7 +120,7 @@ def emit(writer: StreamWriter, config: RunnableConfig, event: ProgressEvent) -> 
 async def aemit(writer: StreamWriter, config: RunnableConfig, event: ProgressEvent) -> None:
     """Async twin of `emit`."""
     _write(writer, event)
-    if _has_handlers(config):
+    if has_handlers(config):
         try:
             await adispatch_custom_event(event["event"], event, config=config)
         except Exception:

@@ -7,10 +7,11 @@
 - baseline: the original loop's execution model: every model call a blocking call pushed
             through `asyncio.to_thread` on the default pool, steps in sequence.
 
-Every model call waits a fixed latency. Floor and project are timed in interleaved rounds
-and compared by their medians.
+Every model call waits a fixed latency. Floor and project are timed in interleaved rounds;
+each figure is the median of the ratios measured within a round.
 
-    python benchmarks/concurrency.py [--runs 200] [--steps 5] [--latency 0.05] [--rounds 9]
+    python benchmarks/concurrency.py [--runs 200] [--steps 5] [--latency 0.05]
+        [--rounds 15] [--baseline-rounds 3]
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ async def timed(runs: int, one: Callable[[int], Awaitable[Any]]) -> float:
     return time.perf_counter() - start
 
 
-async def main(runs: int, steps: int, latency: float, rounds: int) -> None:
+async def main(runs: int, steps: int, latency: float, rounds: int, baseline_rounds: int) -> None:
     model = scripted_model(steps, latency)
     project = create_agent_loop(model, max_steps=steps)
     floor = floor_graph(model, steps)
@@ -97,24 +98,38 @@ async def main(runs: int, steps: int, latency: float, rounds: int) -> None:
     async def time_project() -> float:
         return await timed(runs, lambda i: project.ainvoke({"task": f"benchmark task {i}"}))
 
-    project_times: list[float] = []
-    floor_times: list[float] = []
-    for round_ in range(rounds):
-        # Alternate which goes first so neither always runs on a warmer process.
-        order = [(floor_times, time_floor), (project_times, time_project)]
-        for times, measure in order if round_ % 2 == 0 else reversed(order):
-            gc.collect()
-            times.append(await measure())
-    baseline = await timed(runs, lambda i: baseline_run(model, steps))
+    async def time_baseline() -> float:
+        return await timed(runs, lambda i: baseline_run(model, steps))
 
-    project_s, floor_s = statistics.median(project_times), statistics.median(floor_times)
+    # Each round times the floor and the project back to back (alternating which goes
+    # first) and, in the first `baseline_rounds` rounds, the baseline too. Ratios are
+    # taken within a round, then their median: the machine's drift cancels out.
+    rows: list[dict[str, float]] = []
+    for round_ in range(rounds):
+        order = [("floor", time_floor), ("project", time_project)]
+        if round_ < baseline_rounds:
+            order.append(("baseline", time_baseline))
+        if round_ % 2:
+            order.reverse()
+        row: dict[str, float] = {}
+        for name, measure in order:
+            gc.collect()
+            row[name] = await measure()
+        rows.append(row)
+
+    def median(name: str) -> float:
+        return statistics.median(row[name] for row in rows if name in row)
+
+    def ratio(top: str, bottom: str) -> float:
+        return statistics.median(row[top] / row[bottom] for row in rows if top in row)
+
     print(f"N={runs} runs, {steps}-step plans, {latency * 1000:g} ms per model call")
-    print(f"floor    median {floor_s:.3f} s over {rounds} rounds")
-    print(f"project  median {project_s:.3f} s over {rounds} rounds")
-    print(f"baseline        {baseline:.3f} s")
-    print(f"project / floor    = {project_s / floor_s:.3f}  (target <= 1.05)")
-    print(f"baseline / project = {baseline / project_s:.2f}  (target >= 6.5)")
-    print(f"baseline / floor   = {baseline / floor_s:.2f}  (what the floor allows)")
+    print(f"floor    median {median('floor'):.3f} s over {rounds} rounds")
+    print(f"project  median {median('project'):.3f} s over {rounds} rounds")
+    print(f"baseline median {median('baseline'):.3f} s over {baseline_rounds} rounds")
+    print(f"project / floor    = {ratio('project', 'floor'):.3f}  (target <= 1.05)")
+    print(f"baseline / project = {ratio('baseline', 'project'):.2f}  (target >= 6.5)")
+    print(f"baseline / floor   = {ratio('baseline', 'floor'):.2f}  (what the floor allows)")
 
 
 if __name__ == "__main__":
@@ -122,6 +137,9 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--baseline-rounds", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.steps, args.latency, args.rounds))
+    if args.rounds < 1 or args.baseline_rounds < 1:
+        parser.error("--rounds and --baseline-rounds must be at least 1")
+    asyncio.run(main(args.runs, args.steps, args.latency, args.rounds, args.baseline_rounds))

@@ -14,7 +14,16 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_concurrency_benchmark_prints_its_ratios() -> None:
     done = subprocess.run(
-        [sys.executable, "benchmarks/concurrency.py", "--runs", "20", "--rounds", "2"],
+        [
+            sys.executable,
+            "benchmarks/concurrency.py",
+            "--runs",
+            "20",
+            "--rounds",
+            "2",
+            "--baseline-rounds",
+            "1",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
