@@ -10,10 +10,10 @@ from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, clean_answer
 from agentloop_graph.progress import RESULT_PREVIEW
 from agentloop_graph.prompts import adapter_prompt
 from agentloop_graph.settings import Settings
-from agentloop_graph.state import AgentLoopState, Cursor
+from agentloop_graph.state import Cursor, StepInput
 
 
-def adapt(state: AgentLoopState, settings: Settings) -> Body:
+def adapt(state: StepInput, settings: Settings) -> Body:
     """Ask for a revised step; if that fails, the step ends as failed."""
     cursor: Cursor = state["cursor"]
     plan: list[str] = state["plan"]

@@ -22,8 +22,8 @@ from agentloop_graph.progress import RESULT_PREVIEW
 from agentloop_graph.prompts import executor_prompt
 from agentloop_graph.settings import Settings
 from agentloop_graph.state import (
-    AgentLoopState,
     Cursor,
+    StepInput,
     StepRecord,
     StepStatus,
     add_usage,
@@ -120,7 +120,7 @@ def _valid_plan(answer: object) -> bool:
     )
 
 
-def _review(state: AgentLoopState, settings: Settings) -> dict[str, Any]:
+def _review(state: StepInput, settings: Settings) -> dict[str, Any]:
     """Pause until a person answers on the plan; the update their answer makes.
 
     An answer that is not one of the three kinds pauses the run again, the interrupt
@@ -149,7 +149,7 @@ def _review(state: AgentLoopState, settings: Settings) -> dict[str, Any]:
 
 
 def finish_step(
-    state: AgentLoopState,
+    state: StepInput,
     cursor: Cursor,
     *,
     status: StepStatus,
@@ -191,7 +191,7 @@ def finish_step(
     return {"steps": [record], "cursor": next_cursor(cursor)}
 
 
-def execute(state: AgentLoopState, settings: Settings) -> Body:
+def execute(state: StepInput, settings: Settings) -> Body:
     """Make one attempt at the open step and record what came of it."""
     cursor: Cursor = state["cursor"]
     if not cursor["approved"]:

@@ -28,21 +28,28 @@ from agentloop_graph.settings import (
     for_planning,
     with_tools,
 )
-from agentloop_graph.state import AgentLoopState, InputState, OutputState
+from agentloop_graph.state import (
+    AgentLoopState,
+    InputState,
+    OutputState,
+    PlannerInput,
+    StepInput,
+    SummariserInput,
+)
 from agentloop_graph.summariser import summarise
 
 
-def route_after_planner(state: AgentLoopState) -> Literal["executor", "summariser"]:
+def route_after_planner(state: PlannerInput) -> Literal["executor", "summariser"]:
     """Execute the plan, or summarise a planning failure."""
-    return "executor" if state["plan"] else "summariser"
+    return "executor" if state.get("plan") else "summariser"
 
 
-def route_after_adapter(state: AgentLoopState) -> Literal["executor", "summariser"]:
+def route_after_adapter(state: StepInput) -> Literal["executor", "summariser"]:
     """Attempt the open or next step, or summarise once every step has ended."""
     return "executor" if len(state["steps"]) < len(state["plan"]) else "summariser"
 
 
-def route_after_executor(state: AgentLoopState) -> Literal["executor", "adapter", "summariser"]:
+def route_after_executor(state: StepInput) -> Literal["executor", "adapter", "summariser"]:
     """Adapt a failed step that may still be revised, else go on like the adapter."""
     if state["cursor"]["needs_adaptation"]:
         return "adapter"
@@ -51,26 +58,22 @@ def route_after_executor(state: AgentLoopState) -> Literal["executor", "adapter"
     return route_after_adapter(state)
 
 
-class Router(Runnable[AgentLoopState, str]):
+class Router(Runnable[Any, str]):
     """A routing function usable under both `invoke` and `ainvoke`.
 
     A plain sync router would be sent to a worker thread under `ainvoke`, and an async
     one fails under `invoke`; routing is pure, so both paths call it directly.
     """
 
-    def __init__(self, route: Callable[[AgentLoopState], str]) -> None:
+    def __init__(self, route: Callable[[Any], str]) -> None:
         self.name = route.__name__
         self._route = route
         self.destinations = list(get_args(get_type_hints(route)["return"]))
 
-    def invoke(
-        self, input: AgentLoopState, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> str:
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> str:
         return self._route(input)
 
-    async def ainvoke(
-        self, input: AgentLoopState, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> str:
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> str:
         return self._route(input)
 
 
@@ -225,13 +228,12 @@ def create_agent_loop(
         input_schema=InputState,
         output_schema=OutputState,
     )
-    for node_name, body in (
-        ("planner", plan),
-        ("executor", execute),
-        ("adapter", adapt),
-        ("summariser", summarise),
-    ):
-        builder.add_node(node_name, Node(node_name, body, settings))
+    builder.add_node("planner", Node("planner", plan, settings), input_schema=PlannerInput)
+    builder.add_node("executor", Node("executor", execute, settings), input_schema=StepInput)
+    builder.add_node("adapter", Node("adapter", adapt, settings), input_schema=StepInput)
+    builder.add_node(
+        "summariser", Node("summariser", summarise, settings), input_schema=SummariserInput
+    )
     builder.add_edge(START, "planner")
     for source, route in (
         ("planner", route_after_planner),

@@ -29,7 +29,6 @@ from langgraph.types import StreamWriter
 from agentloop_graph.models import ModelCallTimeout, is_transient
 from agentloop_graph.progress import ProgressEvent, aemit, emit, has_handlers
 from agentloop_graph.settings import Settings, SettingsResolver
-from agentloop_graph.state import AgentLoopState
 
 T = TypeVar("T")
 
@@ -76,7 +75,7 @@ class Emit:
 
 Effect = CallModel | CallTool | Emit
 Body = Generator[Effect, Any, dict[str, Any]]
-BodyFactory = Callable[[AgentLoopState, Settings], Body]
+BodyFactory = Callable[[Any, Settings], Body]
 
 
 class StepTimeout(Exception):
@@ -214,7 +213,7 @@ async def acall_model(effect: CallModel, config: RunnableConfig, settings: Setti
     raise AssertionError("unreachable")
 
 
-class Node(Runnable[AgentLoopState, dict[str, Any]]):
+class Node(Runnable[Any, dict[str, Any]]):
     """A graph node whose body runs with sync or async effects, as the caller runs."""
 
     def __init__(self, name: str, body: BodyFactory, settings: SettingsResolver) -> None:
@@ -223,7 +222,7 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
         self._settings = settings
 
     def invoke(
-        self, input: AgentLoopState, config: RunnableConfig | None = None, **kwargs: Any
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         runtime = get_runtime()
         settings = self._settings.resolve(runtime.context)
@@ -245,7 +244,7 @@ class Node(Runnable[AgentLoopState, dict[str, Any]]):
                 error = exc
 
     async def ainvoke(
-        self, input: AgentLoopState, config: RunnableConfig | None = None, **kwargs: Any
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         runtime = get_runtime()
         settings = self._settings.resolve(runtime.context)

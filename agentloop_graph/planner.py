@@ -16,7 +16,7 @@ from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, parse_json_plan, parse_
 from agentloop_graph.progress import PlanFormat
 from agentloop_graph.prompts import PLAN_SCHEMA, planner_prompt
 from agentloop_graph.settings import Settings
-from agentloop_graph.state import AgentLoopState, Cursor, add_usage, no_usage
+from agentloop_graph.state import Cursor, PlannerInput, add_usage, no_usage
 
 
 def _last_human_text(messages: Sequence[AnyMessage]) -> str | None:
@@ -26,7 +26,7 @@ def _last_human_text(messages: Sequence[AnyMessage]) -> str | None:
     return None
 
 
-def task_of(state: AgentLoopState) -> str:
+def task_of(state: PlannerInput) -> str:
     """The task of a new run: the input's `task`, else its last human message.
 
     On a thread that already ran a task, `task` still holds that task; a newer human
@@ -56,7 +56,7 @@ def _plan_from(reply: AIMessage, structured: bool) -> tuple[list[str], PlanForma
     return parse_plan(reply.text), "text"
 
 
-def plan(state: AgentLoopState, settings: Settings) -> Body:
+def plan(state: PlannerInput, settings: Settings) -> Body:
     """Ask the model for a plan of at most `max_steps` steps.
 
     Writes every output key, so a new task on a thread starts from a clean slate.

@@ -103,6 +103,12 @@ class Cursor(TypedDict):
     """Tokens spent by the run so far."""
 
 
+Plan = Annotated[list[str], DeltaChannel(latest_plan)]
+"""Stored as deltas: a checkpoint does not copy the plan again."""
+Steps = Annotated[list["StepRecord"], DeltaChannel(append_steps)]
+"""Stored as deltas: a checkpoint does not rewrite every earlier step."""
+
+
 class InputState(TypedDict):
     """What callers pass in: a task, or messages whose last human message is the task."""
 
@@ -119,9 +125,9 @@ class OutputState(TypedDict):
     """Short id of the run, also carried by every progress event."""
     task: str
     """The task that was run."""
-    plan: Annotated[list[str], DeltaChannel(latest_plan)]
+    plan: Plan
     """The planned steps, after truncation to `max_steps`."""
-    steps: Annotated[list[StepRecord], DeltaChannel(append_steps)]
+    steps: Steps
     """One record per finished step, in plan order."""
     summary: str | None
     """Counts line, or the planning failure."""
@@ -142,6 +148,37 @@ class AgentLoopState(OutputState):
 
     cursor: NotRequired[Cursor]
     """Progress through the plan, written by the planner; internal to the loop."""
+
+
+# What each node reads (its router reads the same). A node reads only these channels,
+# not the whole state: every channel read costs on every node execution.
+
+
+class PlannerInput(TypedDict):
+    """The planner's view: the input and the thread's last cursor (and, for its router,
+    the plan it wrote)."""
+
+    task: NotRequired[str]
+    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
+    cursor: NotRequired[Cursor]
+    plan: NotRequired[Plan]
+
+
+class StepInput(TypedDict):
+    """The executor's and the adapter's view (and their routers')."""
+
+    task_id: str
+    task: str
+    plan: Plan
+    steps: Steps
+    cursor: Cursor
+    status: RunStatus | None
+
+
+class SummariserInput(StepInput):
+    """The summariser's view: also the summary planning may have settled."""
+
+    summary: str | None
 
 
 def next_cursor(cursor: Cursor) -> Cursor:

@@ -13,7 +13,7 @@ from agentloop_graph.parsing import clean_answer
 from agentloop_graph.progress import SUMMARY_PREVIEW
 from agentloop_graph.prompts import summariser_prompt
 from agentloop_graph.settings import Settings
-from agentloop_graph.state import AgentLoopState, Cursor, RunStatus, StepRecord, add_usage
+from agentloop_graph.state import Cursor, RunStatus, StepRecord, SummariserInput, add_usage
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def run_status(truncated: bool, steps: Sequence[StepRecord]) -> RunStatus:
     return "completed"
 
 
-def summarise(state: AgentLoopState, settings: Settings) -> Body:
+def summarise(state: SummariserInput, settings: Settings) -> Body:
     """Close the run: summary, status, answer, duration, the final AI message."""
     cursor: Cursor = state["cursor"]
     steps: list[StepRecord] = state["steps"]

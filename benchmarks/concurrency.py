@@ -3,7 +3,7 @@
 - project:  `create_agent_loop(...)`, N concurrent `ainvoke` runs of one compiled graph.
 - floor:    a bare LangGraph graph with the same node executions (planner, one executor
             per step, summariser), each making the same scripted chat-model `ainvoke`
-            call, async routing, and nothing else.
+            call, async routing after the planner and each executor run, and nothing else.
 - baseline: the original loop's execution model: every model call a blocking call pushed
             through `asyncio.to_thread` on the default pool, steps in sequence.
 
@@ -65,7 +65,8 @@ def floor_graph(model: ScriptedChatModel, steps: int) -> Any:
     builder.add_node("executor", executor)
     builder.add_node("summariser", summariser)
     builder.add_edge(START, "planner")
-    builder.add_edge("planner", "executor")
+    # The loop's shape: routed after the planner and after every executor run.
+    builder.add_conditional_edges("planner", route)
     builder.add_conditional_edges("executor", route)
     builder.add_edge("summariser", END)
     return builder.compile()
