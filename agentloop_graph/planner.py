@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +15,7 @@ from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, parse_json_plan, parse_
 from agentloop_graph.progress import PlanFormat
 from agentloop_graph.prompts import PLAN_SCHEMA, planner_prompt
 from agentloop_graph.settings import Settings
-from agentloop_graph.state import Cursor, PlannerInput, add_usage, no_usage
+from agentloop_graph.state import Cursor, PlannerInput, add_usage, new_cursor
 
 
 def _last_human_text(messages: Sequence[AnyMessage]) -> str | None:
@@ -65,19 +64,7 @@ def plan(state: PlannerInput, settings: Settings) -> Body:
     task_id = uuid.uuid4().hex[:12]
     model = settings.models.planner
     structured = with_json_schema(model, PLAN_SCHEMA)
-    cursor: Cursor = {
-        "task": task,
-        "started_at": time.time(),
-        "truncated": False,
-        "approved": not settings.approve_plan,
-        "attempt": 0,
-        "step_started_at": None,
-        "description": None,
-        "error": None,
-        "needs_adaptation": False,
-        "step_usage": no_usage(),
-        "run_usage": no_usage(),
-    }
+    cursor = new_cursor(task, approved=not settings.approve_plan)
     update: dict[str, Any] = {
         "task_id": task_id,
         "task": task,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Annotated, Literal, NotRequired
 
@@ -179,6 +180,23 @@ class SummariserInput(StepInput):
     """The summariser's view: also the summary planning may have settled."""
 
     summary: str | None
+
+
+def new_cursor(task: str, *, approved: bool) -> Cursor:
+    """The cursor of a new run on `task`, before its first step."""
+    return {
+        "task": task,
+        "started_at": time.time(),
+        "truncated": False,
+        "approved": approved,
+        "attempt": 0,
+        "step_started_at": None,
+        "description": None,
+        "error": None,
+        "needs_adaptation": False,
+        "step_usage": no_usage(),
+        "run_usage": no_usage(),
+    }
 
 
 def next_cursor(cursor: Cursor) -> Cursor:

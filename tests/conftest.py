@@ -6,6 +6,20 @@ from typing import Any
 
 import pytest
 
+OUTPUT_KEYS = {
+    "task_id",
+    "task",
+    "plan",
+    "steps",
+    "summary",
+    "answer",
+    "status",
+    "total_duration_ms",
+    "usage",
+    "messages",
+}
+"""Every run's output has exactly these keys (DESIGN.md, plus `usage`)."""
+
 
 def numbered(*steps: str) -> str:
     """A plan as a model would write it."""

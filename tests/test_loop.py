@@ -10,20 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.conftest import Run, numbered
-
-OUTPUT_KEYS = {
-    "task_id",
-    "task",
-    "plan",
-    "steps",
-    "summary",
-    "answer",
-    "status",
-    "total_duration_ms",
-    "usage",
-    "messages",
-}
+from tests.conftest import OUTPUT_KEYS, Run, numbered
 
 
 def test_happy_path(run: Run) -> None:

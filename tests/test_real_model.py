@@ -20,6 +20,7 @@ from langchain_core.messages import AIMessage
 
 from agentloop_graph import cli, create_agent_loop
 from tests import real_model
+from tests.conftest import OUTPUT_KEYS
 from tests.real_model import (
     SERVED_MODEL,
     RealModelServer,
@@ -38,17 +39,6 @@ ANSWER_TOKENS = 48
 TASK = "Plan a short picnic in the park"
 RUN_STATUSES = {"completed", "partial", "failed"}
 STEP_STATUSES = {"completed", "adapted", "failed"}
-OUTPUT_KEYS = {
-    "task_id",
-    "task",
-    "plan",
-    "steps",
-    "summary",
-    "answer",
-    "status",
-    "total_duration_ms",
-    "messages",
-}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +70,7 @@ def _served_since(server: RealModelServer, mark: int) -> list[dict[str, Any]]:
 
 def assert_output_contract(out: Mapping[str, Any], task: str) -> None:
     """What every run returns, whatever the model wrote."""
-    assert set(out) >= OUTPUT_KEYS
+    assert set(out) == OUTPUT_KEYS
     assert out["task"] == task
     assert out["status"] in RUN_STATUSES
     assert 1 <= len(out["plan"]) <= MAX_STEPS, out["plan"]

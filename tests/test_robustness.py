@@ -16,22 +16,9 @@ from langchain_core.tools import tool
 from agentloop_graph import Context, create_agent_loop
 from agentloop_graph.parsing import MAX_RESULT_CHARS, MAX_TEXT_CHARS
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.conftest import Run, numbered
+from tests.conftest import OUTPUT_KEYS, Run, numbered
 
 STATUSES = {"completed", "partial", "failed"}
-OUTPUT_KEYS = {
-    "task_id",
-    "task",
-    "plan",
-    "steps",
-    "summary",
-    "answer",
-    "status",
-    "total_duration_ms",
-    "usage",
-    "messages",
-}
-
 texts = st.one_of(
     st.text(),
     st.text(alphabet=st.characters(codec="utf-8"), max_size=50),
