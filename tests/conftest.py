@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from agentloop_graph.testing import ModelCall
+
 OUTPUT_KEYS = {
     "task_id",
     "task",
@@ -24,6 +26,18 @@ OUTPUT_KEYS = {
 def numbered(*steps: str) -> str:
     """A plan as a model would write it."""
     return "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
+
+
+def every_step_adapted(call: ModelCall) -> str | Exception:
+    """A model for a 10-step plan whose every step fails once and is adapted: 42 node
+    executions in one run."""
+    if call.node == "planner":
+        return numbered(*(f"s{i}" for i in range(1, 11)))
+    if call.node == "adapter":
+        return "the same step, another way"
+    if call.node == "executor" and "another way" not in call.prompt:
+        return RuntimeError("first try fails")
+    return "ok"
 
 
 Run = Callable[..., dict[str, Any]]

@@ -13,7 +13,7 @@ from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
-from tests.conftest import Run, numbered
+from tests.conftest import Run, every_step_adapted, numbered
 
 
 def echo_model() -> ScriptedChatModel:
@@ -151,16 +151,7 @@ def test_a_new_task_on_an_unfinished_thread_is_refused(run: Run) -> None:
 
 
 def test_long_runs_under_astream_events_are_not_cut_by_the_default_limit() -> None:
-    def respond(call: ModelCall) -> Any:
-        if call.node == "planner":
-            return numbered(*(f"s{i}" for i in range(1, 11)))
-        if call.node == "adapter":
-            return "another way"
-        if call.node == "executor" and "another way" not in call.prompt:
-            return RuntimeError("first try fails")
-        return "ok"
-
-    graph = create_agent_loop(ScriptedChatModel(responses=respond))
+    graph = create_agent_loop(ScriptedChatModel(responses=every_step_adapted))
 
     async def last_event() -> dict[str, Any]:
         events = [e async for e in graph.astream_events({"task": "t"}, version="v2")]

@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.conftest import OUTPUT_KEYS, Run, numbered
+from tests.conftest import OUTPUT_KEYS, Run, every_step_adapted, numbered
 
 
 def test_happy_path(run: Run) -> None:
@@ -339,16 +339,6 @@ def test_concurrent_runs_of_one_graph_stay_isolated() -> None:
 
 
 def test_long_run_of_adapted_steps_is_not_cut_short(run: Run) -> None:
-    # 10 steps, each failing once and then adapted: 42 node executions in one run.
-    def respond(call: ModelCall) -> str | Exception:
-        if call.node == "planner":
-            return numbered(*(f"s{i}" for i in range(1, 11)))
-        if call.node == "adapter":
-            return "the same step, another way"
-        if call.node == "executor" and "another way" not in call.prompt:
-            return RuntimeError("first try fails")
-        return "ok"
-
-    out = run(create_agent_loop(ScriptedChatModel(responses=respond)), {"task": "t"})
+    out = run(create_agent_loop(ScriptedChatModel(responses=every_step_adapted)), {"task": "t"})
     assert out["summary"] == "t: Completed 0/10 steps, 10 adapted."
     assert out["status"] == "completed"
