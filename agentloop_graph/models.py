@@ -155,7 +155,12 @@ def describe_error(model: object, exc: BaseException) -> str:
             f"{getattr(model, 'base_url', None) or ollama_base_url()}: "
             f"pull it with `ollama pull {name}` ({text})"
         )
-    if isinstance(exc, httpx.ConnectError | ConnectionError):
+    # Only a connection that never opened means nothing listens; a reset or an abort
+    # mid-answer comes from a server that is running.
+    unreachable = isinstance(exc, httpx.ConnectError | ConnectionRefusedError) or (
+        type(exc) is ConnectionError
+    )
+    if unreachable:
         base_url = getattr(model, "base_url", None)
         if ollama:
             return (

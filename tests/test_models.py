@@ -99,3 +99,15 @@ def test_demo_can_break_a_step_for_good(run: Run) -> None:
     assert [s["status"] for s in out["steps"]] == ["completed", "failed", "completed", "completed"]
     assert out["steps"][1]["attempts"] == 3
     assert out["status"] == "partial"
+
+
+def test_a_reset_connection_is_not_reported_as_an_unreachable_server() -> None:
+    from agentloop_graph.models import describe_error
+
+    model = resolve_model("ollama:llama3.2")
+    assert describe_error(model, ConnectionRefusedError("refused")).startswith(
+        "cannot reach the Ollama server at "
+    )
+    assert describe_error(model, ConnectionResetError("reset by peer")) == (
+        "ConnectionResetError: reset by peer"
+    )
