@@ -4,11 +4,14 @@
 - floor:    a bare LangGraph graph with the same node executions (planner, one executor
             per step, summariser), each making the same scripted chat-model `ainvoke`
             call, async routing after the planner and each executor run, and nothing else.
+- contract floor: the floor with the loop's state: the same channels (the contract's output
+            keys and the loop's cursor), node input schemas and writes as the project.
+            It shows what the state costs LangGraph, apart from anything the loop does.
 - baseline: the original loop's execution model: every model call a blocking call pushed
             through `asyncio.to_thread` on the default pool, steps in sequence.
 
-Every model call waits a fixed latency. Floor and project are timed in interleaved rounds;
-each figure is the median of the ratios measured within a round.
+Every model call waits a fixed latency. Floor, contract floor and project are timed in
+interleaved rounds; each figure is the median of the ratios measured within a round.
 
     python benchmarks/concurrency.py [--runs 200] [--steps 5] [--latency 0.05]
         [--rounds 15] [--baseline-rounds 3]
@@ -24,10 +27,24 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop
+from agentloop_graph.state import (
+    AgentLoopState,
+    InputState,
+    OutputState,
+    PlannerInput,
+    StepInput,
+    StepRecord,
+    SummariserInput,
+    new_cursor,
+    next_cursor,
+    no_usage,
+)
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
 
 
@@ -72,6 +89,65 @@ def floor_graph(model: ScriptedChatModel, steps: int) -> Any:
     return builder.compile()
 
 
+def contract_floor_graph(model: ScriptedChatModel, steps: int) -> Any:
+    async def planner(state: PlannerInput) -> dict[str, Any]:
+        await model.ainvoke("Break this task into steps")
+        task = state.get("task") or ""
+        return {
+            "task_id": "floor",
+            "task": task,
+            "plan": [f"Do part {i}" for i in range(1, steps + 1)],
+            "steps": Overwrite([]),
+            "summary": None,
+            "answer": None,
+            "status": None,
+            "total_duration_ms": None,
+            "usage": None,
+            "cursor": new_cursor(task, approved=True),
+        }
+
+    async def executor(state: StepInput) -> dict[str, Any]:
+        await model.ainvoke("Execute this step")
+        step = len(state["steps"]) + 1
+        record: StepRecord = {
+            "step_num": step,
+            "description": state["plan"][step - 1],
+            "result": "done",
+            "status": "completed",
+            "duration_ms": 0,
+            "attempts": 1,
+            "error": None,
+            "adaptation": None,
+            "reasoning": None,
+            "usage": no_usage(),
+        }
+        return {"steps": [record], "cursor": next_cursor(state["cursor"])}
+
+    async def summariser(state: SummariserInput) -> dict[str, Any]:
+        await model.ainvoke("Write the final answer")
+        return {
+            "summary": "done",
+            "status": "completed",
+            "answer": "done",
+            "total_duration_ms": 0,
+            "usage": no_usage(),
+            "messages": [AIMessage("done")],
+        }
+
+    async def route(state: StepInput) -> Literal["executor", "summariser"]:
+        return "executor" if len(state["steps"]) < len(state["plan"]) else "summariser"
+
+    builder = StateGraph(AgentLoopState, input_schema=InputState, output_schema=OutputState)
+    builder.add_node("planner", planner, input_schema=PlannerInput)
+    builder.add_node("executor", executor, input_schema=StepInput)
+    builder.add_node("summariser", summariser, input_schema=SummariserInput)
+    builder.add_edge(START, "planner")
+    builder.add_conditional_edges("planner", route)
+    builder.add_conditional_edges("executor", route)
+    builder.add_edge("summariser", END)
+    return builder.compile()
+
+
 async def baseline_run(model: ScriptedChatModel, steps: int) -> None:
     await asyncio.to_thread(model.invoke, "Break this task into steps")
     for _ in range(steps):
@@ -86,36 +162,38 @@ async def timed(runs: int, one: Callable[[int], Awaitable[Any]]) -> float:
 
 
 async def main(runs: int, steps: int, latency: float, rounds: int, baseline_rounds: int) -> None:
-    model = scripted_model(steps, latency)
-    project = create_agent_loop(model, max_steps=steps)
-    floor = floor_graph(model, steps)
-    result = await project.ainvoke({"task": "warm up"})
+    def build() -> dict[str, Callable[[int], Awaitable[Any]]]:
+        model = scripted_model(steps, latency)
+        project = create_agent_loop(model, max_steps=steps)
+        floor = floor_graph(model, steps)
+        contract_floor = contract_floor_graph(model, steps)
+        return {
+            "floor": lambda i: floor.ainvoke({"done": 0}),
+            "contract floor": lambda i: contract_floor.ainvoke({"task": f"benchmark task {i}"}),
+            "project": lambda i: project.ainvoke({"task": f"benchmark task {i}"}),
+            "baseline": lambda i: baseline_run(model, steps),
+        }
+
+    result = await build()["project"](0)
     assert result["status"] == "completed" and len(result["steps"]) == steps, result
-    await floor.ainvoke({"done": 0})
 
-    async def time_floor() -> float:
-        return await timed(runs, lambda i: floor.ainvoke({"done": 0}))
-
-    async def time_project() -> float:
-        return await timed(runs, lambda i: project.ainvoke({"task": f"benchmark task {i}"}))
-
-    async def time_baseline() -> float:
-        return await timed(runs, lambda i: baseline_run(model, steps))
-
-    # Each round times the floor and the project back to back (alternating which goes
-    # first) and, in the first `baseline_rounds` rounds, the baseline too. Ratios are
-    # taken within a round, then their median: the machine's drift cancels out.
+    # Each round times the floors and the project back to back (reversing the order every
+    # other round) and, in the first `baseline_rounds` rounds, the baseline too. Ratios are
+    # taken within a round, then their median: the machine's drift cancels out. Every round
+    # gets a fresh model (it logs its calls) so no round inherits a bigger heap to collect.
     rows: list[dict[str, float]] = []
     for round_ in range(rounds):
-        order = [("floor", time_floor), ("project", time_project)]
+        runners = build()
+        names = ["floor", "contract floor", "project"]
         if round_ < baseline_rounds:
-            order.append(("baseline", time_baseline))
+            names.append("baseline")
         if round_ % 2:
-            order.reverse()
+            names.reverse()
         row: dict[str, float] = {}
-        for name, measure in order:
+        for name in names:
+            await runners[name](0)  # warm up this round's graph
             gc.collect()
-            row[name] = await measure()
+            row[name] = await timed(runs, runners[name])
         rows.append(row)
 
     def median(name: str) -> float:
@@ -125,12 +203,18 @@ async def main(runs: int, steps: int, latency: float, rounds: int, baseline_roun
         return statistics.median(row[top] / row[bottom] for row in rows if top in row)
 
     print(f"N={runs} runs, {steps}-step plans, {latency * 1000:g} ms per model call")
-    print(f"floor    median {median('floor'):.3f} s over {rounds} rounds")
-    print(f"project  median {median('project'):.3f} s over {rounds} rounds")
-    print(f"baseline median {median('baseline'):.3f} s over {baseline_rounds} rounds")
-    print(f"project / floor    = {ratio('project', 'floor'):.3f}  (target <= 1.05)")
-    print(f"baseline / project = {ratio('baseline', 'project'):.2f}  (target >= 6.5)")
-    print(f"baseline / floor   = {ratio('baseline', 'floor'):.2f}  (what the floor allows)")
+    for name in ("floor", "contract floor", "project"):
+        print(f"{name:<15}median {median(name):.3f} s over {rounds} rounds")
+    print(f"{'baseline':<15}median {median('baseline'):.3f} s over {baseline_rounds} rounds")
+    for top, bottom, digits, meaning in (
+        ("project", "floor", 3, "target <= 1.05"),
+        ("baseline", "project", 2, "target >= 6.5"),
+        ("baseline", "floor", 2, "what the floor allows"),
+        ("contract floor", "floor", 3, "what the state costs"),
+        ("project", "contract floor", 3, "what the loop itself costs"),
+    ):
+        label = f"{top} / {bottom}"
+        print(f"{label:<24} = {ratio(top, bottom):.{digits}f}  ({meaning})")
 
 
 if __name__ == "__main__":

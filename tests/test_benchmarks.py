@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,5 +31,11 @@ def test_concurrency_benchmark_prints_its_ratios() -> None:
         timeout=300,
         check=True,
     )
-    for figure in ("project / floor", "baseline / project", "baseline / floor"):
-        assert figure in done.stdout
+    for figure in (
+        "project / floor",
+        "baseline / project",
+        "baseline / floor",
+        "contract floor / floor",
+        "project / contract floor",
+    ):
+        assert re.search(rf"^{figure} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure

@@ -11,22 +11,21 @@ uninterrupted run's apart from timings.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from tests.crash_worker import OUTPUT_EVENT, PLAN
 from tests.databases import fresh_postgres_database
+from tests.workers import killed_worker
 
 pytestmark = pytest.mark.slow
 
@@ -84,12 +83,6 @@ def run_worker(args: list[str], stderr: Path) -> list[dict[str, Any]]:
     return events
 
 
-def read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
 def events_until_step_starts(
     lines: queue.Queue[str | None], step: int, stderr: Path
 ) -> list[dict[str, Any]]:
@@ -111,25 +104,10 @@ def events_until_step_starts(
 
 def start_and_kill(args: list[str], stderr: Path, log: Path) -> list[dict[str, Any]]:
     """Start a worker, SIGKILL it halfway through step 3's model call; the events it printed."""
-    lines: queue.Queue[str | None] = queue.Queue()
-    with (
-        stderr.open("w") as errors,
-        subprocess.Popen(
-            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True, start_new_session=True
-        ) as worker,
-    ):
-        assert worker.stdout is not None
-        reader = threading.Thread(target=read_lines, args=(worker.stdout, lines), daemon=True)
-        reader.start()
-        try:
-            events = events_until_step_starts(lines, KILL_IN_STEP, stderr)
-            time.sleep(LATENCY / 2)
-            assert calls_in(log)[("executor", str(KILL_IN_STEP))] == 1, "the kill missed step 3"
-        finally:
-            # The worker leads its own session: killing the group leaves nothing behind.
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=10)
-            reader.join(timeout=10)
+    with killed_worker(args, stderr) as (worker, lines):
+        events = events_until_step_starts(lines, KILL_IN_STEP, stderr)
+        time.sleep(LATENCY / 2)
+        assert calls_in(log)[("executor", str(KILL_IN_STEP))] == 1, "the kill missed step 3"
     assert worker.returncode == -signal.SIGKILL
     return events
 

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -42,6 +40,7 @@ from tests.idempotent_worker import (
     SLOW_STEP,
     effect_of,
 )
+from tests.workers import killed_worker
 
 pytestmark = pytest.mark.slow
 
@@ -78,12 +77,6 @@ def rows(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in text.splitlines()]
 
 
-def read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
 def wait_for(condition: Callable[[], bool], what: str, worker: subprocess.Popen[str]) -> None:
     """Poll `condition` until it holds, failing after `TIMEOUT` or if the worker exits."""
     deadline = time.monotonic() + TIMEOUT
@@ -100,28 +93,14 @@ def start_and_kill(args: list[str], directory: Path) -> tuple[int, list[dict[str
 
     Returns the worker's pid and every event it printed before it died.
     """
-    lines: queue.Queue[str | None] = queue.Queue()
     stderr = directory / "first.err"
     slow_call = ["executor", str(SLOW_STEP), "2"]
-    with (
-        stderr.open("w") as errors,
-        subprocess.Popen(
-            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True, start_new_session=True
-        ) as worker,
-    ):
-        assert worker.stdout is not None
-        reader = threading.Thread(target=read_lines, args=(worker.stdout, lines), daemon=True)
-        reader.start()
+    with killed_worker(args, stderr) as (worker, lines):
         try:
             wait_for(lambda: slow_call in rows(directory / MODEL_CALLS), "slow call", worker)
         except BaseException:
             print(stderr.read_text(), file=sys.stderr)
             raise
-        finally:
-            # The worker leads its own session: killing the group leaves nothing behind.
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=10)
-            reader.join(timeout=10)
     assert worker.returncode == -signal.SIGKILL
     events: list[dict[str, Any]] = []
     while (line := lines.get_nowait()) is not None:
