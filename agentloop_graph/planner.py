@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langgraph.types import Overwrite
 
 from agentloop_graph.models import describe_error, with_json_schema
 from agentloop_graph.node import Body, CallModel, Emit
@@ -15,7 +13,7 @@ from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, parse_json_plan, parse_
 from agentloop_graph.progress import PlanFormat
 from agentloop_graph.prompts import PLAN_SCHEMA, planner_prompt
 from agentloop_graph.settings import Settings
-from agentloop_graph.state import Cursor, PlannerInput, add_usage, new_cursor
+from agentloop_graph.state import Cursor, PlannerInput, add_usage, new_cursor, new_run
 
 
 def _last_human_text(messages: Sequence[AnyMessage]) -> str | None:
@@ -65,18 +63,7 @@ def plan(state: PlannerInput, settings: Settings) -> Body:
     model = settings.models.planner
     structured = with_json_schema(model, PLAN_SCHEMA)
     cursor = new_cursor(task, approved=not settings.approve_plan)
-    update: dict[str, Any] = {
-        "task_id": task_id,
-        "task": task,
-        "plan": [],
-        "steps": Overwrite([]),
-        "summary": None,
-        "answer": None,
-        "status": None,
-        "total_duration_ms": None,
-        "usage": None,
-        "cursor": cursor,
-    }
+    update = new_run(task_id, task, cursor)
     try:
         reply = yield CallModel(
             structured or model,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Annotated, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AIMessage, AnyMessage
 from langgraph.channels import DeltaChannel
 from langgraph.graph.message import add_messages
+from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 RunStatus = Literal["completed", "partial", "failed", "cancelled"]
@@ -180,6 +181,23 @@ class SummariserInput(StepInput):
     """The summariser's view: also the summary planning may have settled."""
 
     summary: str | None
+
+
+def new_run(task_id: str, task: str, cursor: Cursor) -> dict[str, Any]:
+    """The update that starts a run: every output key set afresh (so a new task on a
+    thread starts from a clean slate), the plan empty until one is made."""
+    return {
+        "task_id": task_id,
+        "task": task,
+        "plan": [],
+        "steps": Overwrite([]),
+        "summary": None,
+        "answer": None,
+        "status": None,
+        "total_duration_ms": None,
+        "usage": None,
+        "cursor": cursor,
+    }
 
 
 def new_cursor(task: str, *, approved: bool) -> Cursor:

@@ -29,7 +29,6 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop
@@ -42,6 +41,7 @@ from agentloop_graph.state import (
     StepRecord,
     SummariserInput,
     new_cursor,
+    new_run,
     next_cursor,
     no_usage,
 )
@@ -93,18 +93,8 @@ def contract_floor_graph(model: ScriptedChatModel, steps: int) -> Any:
     async def planner(state: PlannerInput) -> dict[str, Any]:
         await model.ainvoke("Break this task into steps")
         task = state.get("task") or ""
-        return {
-            "task_id": "floor",
-            "task": task,
-            "plan": [f"Do part {i}" for i in range(1, steps + 1)],
-            "steps": Overwrite([]),
-            "summary": None,
-            "answer": None,
-            "status": None,
-            "total_duration_ms": None,
-            "usage": None,
-            "cursor": new_cursor(task, approved=True),
-        }
+        plan = [f"Do part {i}" for i in range(1, steps + 1)]
+        return {**new_run("floor", task, new_cursor(task, approved=True)), "plan": plan}
 
     async def executor(state: StepInput) -> dict[str, Any]:
         await model.ainvoke("Execute this step")
