@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,4 +39,19 @@ def test_concurrency_benchmark_prints_its_ratios() -> None:
         "contract floor / floor",
         "project / contract floor",
     ):
+        assert re.search(rf"^{figure} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_count_benchmark_prints_its_ratios() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/instructions.py", "--runs", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    for figure in ("project / floor", "contract floor / floor", "project / contract floor"):
         assert re.search(rf"^{figure} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure
