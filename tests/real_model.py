@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import tempfile
@@ -31,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 SERVED_MODEL = "smollm2"
 """The name the server answers to (`ollama:smollm2`; `smollm2:latest` works too)."""
@@ -160,7 +162,20 @@ def load_model(path: Path, *, n_ctx: int = N_CTX, n_threads: int = N_THREADS) ->
                     self.completion_tokens += 1
                 yield token
 
-    return CountingLlama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+    # llama.cpp's extra CPU buffer types (AMX and repacked weights) crash its decoding on CPUs
+    # with AMX (seen on a Sapphire Rapids VM: SIGSEGV in `llama_decode`). llama-cpp-python
+    # does not expose `use_extra_bufts`, so the model loads with default parameters that
+    # have it off: the plain CPU path, which runs on every x86 machine.
+    low_level = importlib.import_module("llama_cpp.llama_cpp")
+    defaults = low_level.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    with mock.patch.object(low_level, "llama_model_default_params", without_extra_buffers):
+        return CountingLlama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
 
 
 def _sha256(path: Path) -> str:
