@@ -145,6 +145,12 @@ async def baseline_run(model: ScriptedChatModel, steps: int) -> None:
     await asyncio.to_thread(model.invoke, "Write the final answer")
 
 
+def print_ratio(top: str, bottom: str, value: float, digits: int, meaning: str = "") -> None:
+    """One figure line: `top / bottom = value`, and what it means."""
+    label = f"{top} / {bottom}"
+    print(f"{label:<24} = {value:.{digits}f}" + (f"  ({meaning})" if meaning else ""))
+
+
 async def timed(runs: int, one: Callable[[int], Awaitable[Any]]) -> float:
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(runs)))
@@ -203,8 +209,7 @@ async def main(runs: int, steps: int, latency: float, rounds: int, baseline_roun
         ("contract floor", "floor", 3, "what the state costs"),
         ("project", "contract floor", 3, "what the loop itself costs"),
     ):
-        label = f"{top} / {bottom}"
-        print(f"{label:<24} = {ratio(top, bottom):.{digits}f}  ({meaning})")
+        print_ratio(top, bottom, ratio(top, bottom), digits, meaning)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from concurrency import contract_floor_graph, floor_graph, scripted_model
+from concurrency import contract_floor_graph, floor_graph, print_ratio, scripted_model
 
 from agentloop_graph import create_agent_loop
 
@@ -85,8 +85,7 @@ def main(runs: int, steps: int) -> None:
         ("contract floor", "floor"),
         ("project", "contract floor"),
     ):
-        label = f"{top} / {bottom}"
-        print(f"{label:<24} = {per_run[top] / per_run[bottom]:.3f}")
+        print_ratio(top, bottom, per_run[top] / per_run[bottom], 3)
 
 
 if __name__ == "__main__":
