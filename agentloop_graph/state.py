@@ -78,17 +78,9 @@ class StepRecord(TypedDict):
     """Tokens of every model call of the step, adapter calls included."""
 
 
-class Cursor(TypedDict):
-    """Where the run is: the open step's attempts and the run's bookkeeping."""
+class OpenStep(TypedDict):
+    """Progress on the open step: reset when the step ends."""
 
-    task: str
-    """The task this run is working on (tells a new input from a stale `task` key)."""
-    started_at: float
-    """Epoch seconds when planning began."""
-    truncated: bool
-    """Whether the plan was cut to `max_steps`."""
-    approved: bool
-    """Whether the plan may run: approved by a person, or no approval asked."""
     attempt: int
     """Executor attempts made so far for the open step."""
     step_started_at: float | None
@@ -101,6 +93,19 @@ class Cursor(TypedDict):
     """The last attempt failed and the adapter may still revise the step."""
     step_usage: Usage
     """Tokens spent on the open step so far."""
+
+
+class Cursor(OpenStep):
+    """Where the run is: the open step's attempts and the run's bookkeeping."""
+
+    task: str
+    """The task this run is working on (tells a new input from a stale `task` key)."""
+    started_at: float
+    """Epoch seconds when planning began."""
+    truncated: bool
+    """Whether the plan was cut to `max_steps`."""
+    approved: bool
+    """Whether the plan may run: approved by a person, or no approval asked."""
     run_usage: Usage
     """Tokens spent by the run so far."""
 
@@ -200,31 +205,30 @@ def new_run(task_id: str, task: str, cursor: Cursor) -> dict[str, Any]:
     }
 
 
-def new_cursor(task: str, *, approved: bool) -> Cursor:
-    """The cursor of a new run on `task`, before its first step."""
+def no_open_step() -> OpenStep:
+    """An open step before its first attempt."""
     return {
-        "task": task,
-        "started_at": time.time(),
-        "truncated": False,
-        "approved": approved,
         "attempt": 0,
         "step_started_at": None,
         "description": None,
         "error": None,
         "needs_adaptation": False,
         "step_usage": no_usage(),
+    }
+
+
+def new_cursor(task: str, *, approved: bool) -> Cursor:
+    """The cursor of a new run on `task`, before its first step."""
+    return {
+        **no_open_step(),
+        "task": task,
+        "started_at": time.time(),
+        "truncated": False,
+        "approved": approved,
         "run_usage": no_usage(),
     }
 
 
 def next_cursor(cursor: Cursor) -> Cursor:
     """The cursor for the step after the one `cursor` was on."""
-    return {
-        **cursor,
-        "attempt": 0,
-        "step_started_at": None,
-        "description": None,
-        "error": None,
-        "needs_adaptation": False,
-        "step_usage": no_usage(),
-    }
+    return {**cursor, **no_open_step()}
