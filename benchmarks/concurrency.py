@@ -157,20 +157,22 @@ async def timed(runs: int, one: Callable[[int], Awaitable[Any]]) -> float:
     return time.perf_counter() - start
 
 
-async def main(runs: int, steps: int, latency: float, rounds: int, baseline_rounds: int) -> None:
-    def build() -> dict[str, Callable[[int], Awaitable[Any]]]:
-        model = scripted_model(steps, latency)
-        project = create_agent_loop(model, max_steps=steps)
-        floor = floor_graph(model, steps)
-        contract_floor = contract_floor_graph(model, steps)
-        return {
-            "floor": lambda i: floor.ainvoke({"done": 0}),
-            "contract floor": lambda i: contract_floor.ainvoke({"task": f"benchmark task {i}"}),
-            "project": lambda i: project.ainvoke({"task": f"benchmark task {i}"}),
-            "baseline": lambda i: baseline_run(model, steps),
-        }
+def runners(steps: int, latency: float) -> dict[str, Callable[[int], Awaitable[Any]]]:
+    """One run of each contender, by name, all sharing one fresh scripted model."""
+    model = scripted_model(steps, latency)
+    project = create_agent_loop(model, max_steps=steps)
+    floor = floor_graph(model, steps)
+    contract_floor = contract_floor_graph(model, steps)
+    return {
+        "floor": lambda i: floor.ainvoke({"done": 0}),
+        "contract floor": lambda i: contract_floor.ainvoke({"task": f"benchmark task {i}"}),
+        "project": lambda i: project.ainvoke({"task": f"benchmark task {i}"}),
+        "baseline": lambda i: baseline_run(model, steps),
+    }
 
-    result = await build()["project"](0)
+
+async def main(runs: int, steps: int, latency: float, rounds: int, baseline_rounds: int) -> None:
+    result = await runners(steps, latency)["project"](0)
     assert result["status"] == "completed" and len(result["steps"]) == steps, result
 
     # Each round times the floors and the project back to back (reversing the order every
@@ -179,7 +181,7 @@ async def main(runs: int, steps: int, latency: float, rounds: int, baseline_roun
     # gets a fresh model (it logs its calls) so no round inherits a bigger heap to collect.
     rows: list[dict[str, float]] = []
     for round_ in range(rounds):
-        runners = build()
+        contenders = runners(steps, latency)
         names = ["floor", "contract floor", "project"]
         if round_ < baseline_rounds:
             names.append("baseline")
@@ -187,9 +189,9 @@ async def main(runs: int, steps: int, latency: float, rounds: int, baseline_roun
             names.reverse()
         row: dict[str, float] = {}
         for name in names:
-            await runners[name](0)  # warm up this round's graph
+            await contenders[name](0)  # warm up this round's graph
             gc.collect()
-            row[name] = await timed(runs, runners[name])
+            row[name] = await timed(runs, contenders[name])
         rows.append(row)
 
     def median(name: str) -> float:

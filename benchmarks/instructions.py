@@ -23,11 +23,8 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-from concurrency import contract_floor_graph, floor_graph, print_ratio, scripted_model
-
-from agentloop_graph import create_agent_loop
+from concurrency import print_ratio, runners
 
 GRAPHS = ("floor", "contract floor", "project")
 LATENCY = 0.05
@@ -35,17 +32,9 @@ LATENCY = 0.05
 
 async def run_batches(name: str, runs: int, steps: int, batches: int) -> None:
     """The measured work: `batches` times N concurrent runs of graph `name`."""
-    model = scripted_model(steps, LATENCY)
-    graph: Any
-    if name == "floor":
-        graph = floor_graph(model, steps)
-    elif name == "contract floor":
-        graph = contract_floor_graph(model, steps)
-    else:
-        graph = create_agent_loop(model, max_steps=steps)
-    first_input = {"done": 0} if name == "floor" else {"task": "benchmark task"}
+    run = runners(steps, LATENCY)[name]
     for _ in range(batches):
-        await asyncio.gather(*(graph.ainvoke(first_input) for _ in range(runs)))
+        await asyncio.gather(*(run(i) for i in range(runs)))
 
 
 def instructions(name: str, runs: int, steps: int, batches: int) -> int:
