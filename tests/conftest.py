@@ -22,6 +22,9 @@ OUTPUT_KEYS = {
 }
 """Every run's output has exactly these keys (DESIGN.md, plus `usage`)."""
 
+GRAPH_NODES = {"__start__", "planner", "executor", "adapter", "summariser", "__end__"}
+"""The nodes of the loop's drawing (DESIGN.md's node names)."""
+
 
 def numbered(*steps: str) -> str:
     """A plan as a model would write it."""

@@ -20,7 +20,7 @@ from agentloop_graph.testing import ScriptedChatModel
 from graphs.agent_loop import make_graph as make_agent_loop
 from graphs.chat_app import create_chat_app
 from graphs.chat_app import make_graph as make_chat_app
-from tests.conftest import Run
+from tests.conftest import GRAPH_NODES, Run
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = Context(model="demo")
@@ -83,14 +83,7 @@ def test_loading_the_graph_modules_builds_and_contacts_nothing(
 def test_agent_loop_graph_has_the_four_phase_nodes() -> None:
     graph = make_agent_loop()
     assert graph.name == "agent_loop"
-    assert set(graph.get_graph().nodes) == {
-        "__start__",
-        "planner",
-        "executor",
-        "adapter",
-        "summariser",
-        "__end__",
-    }
+    assert set(graph.get_graph().nodes) == GRAPH_NODES
 
 
 def test_agent_loop_runs_with_the_runs_model(run: Run) -> None:

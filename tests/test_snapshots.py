@@ -12,7 +12,7 @@ import pytest
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.conftest import numbered
+from tests.conftest import GRAPH_NODES, numbered
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -32,14 +32,7 @@ def test_mermaid_drawing() -> None:
 
 def test_nodes_and_edges() -> None:
     drawing = create_agent_loop(ScriptedChatModel()).get_graph()
-    assert set(drawing.nodes) == {
-        "__start__",
-        "planner",
-        "executor",
-        "adapter",
-        "summariser",
-        "__end__",
-    }
+    assert set(drawing.nodes) == GRAPH_NODES
     edges = {(e.source, e.target, e.conditional) for e in drawing.edges}
     assert edges == {
         ("__start__", "planner", False),
