@@ -1,8 +1,9 @@
 """A plan -> execute -> adapt -> summarise agent loop as a LangGraph state machine."""
 
 from agentloop_graph.compat import AgenticResult, AgenticStep, run_agentic_loop
+from agentloop_graph.compiled import UnfinishedRunError
+from agentloop_graph.context import Context
 from agentloop_graph.graph import create_agent_loop
-from agentloop_graph.settings import Context
 from agentloop_graph.state import StepRecord
 from agentloop_graph.tool import plan_and_execute_tool
 
@@ -11,6 +12,7 @@ __all__ = [
     "AgenticStep",
     "Context",
     "StepRecord",
+    "UnfinishedRunError",
     "create_agent_loop",
     "plan_and_execute_tool",
     "run_agentic_loop",

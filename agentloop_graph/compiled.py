@@ -1,19 +1,31 @@
-"""The compiled loop: a `CompiledStateGraph` that also looks after its threads."""
+"""The compiled loop: a `CompiledStateGraph` that checks a run's input before it starts.
+
+LangGraph writes a run's input to the thread before any node runs, so what must be
+refused before anything is written (a blank task, a new task on a thread whose run is
+unfinished) is refused here, where `stream`/`astream` (and so `invoke`, `ainvoke`,
+`astream_events` and a parent graph running the loop as a node) begin.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.constants import CONF, CONFIG_KEY_CHECKPOINTER
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
-from agentloop_graph.settings import Context
+from agentloop_graph.context import Context
+from agentloop_graph.state import loop_input
 
 RECURSION_LIMIT = 10_000
 """The loop bounds its own work (`max_steps`, `max_adaptations`); LangGraph's recursion
 limit only has to stay out of its way."""
+DEFAULT_RECURSION_LIMIT = 25
+"""What LangChain fills in when a caller sets none (`astream_events`, a parent graph):
+being explicit, it would override a limit set with `with_config`."""
 
 
 class UnfinishedRunError(ValueError):
@@ -21,70 +33,85 @@ class UnfinishedRunError(ValueError):
 
 
 class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
-    """`create_agent_loop`'s graph: a `CompiledStateGraph` with two guarantees added.
+    """`create_agent_loop`'s graph: a `CompiledStateGraph` that starts runs carefully.
 
+    - A new input is checked and its task made explicit (`task`, else the last human
+      message) before anything is written, so a refused input leaves the thread as it was.
     - A new task on a checkpointed thread whose run is unfinished (interrupted, waiting
-      for plan approval, or stopped by a crash) is refused with `UnfinishedRunError`
-      before anything is written, instead of silently starting over on that thread.
-      Resume the run with `None` or `Command(resume=...)`, or use another `thread_id`.
-    - With a checkpointer, runs write each checkpoint before the next node starts
-      (`durability="sync"` unless the caller chooses otherwise), so a crash never
-      repeats a finished step.
-    - `astream_events` runs without a recursion limit of their own get a generous one:
-      LangChain fills in 25 there, which a long run with adaptations can exceed.
+      for plan approval, or stopped by a crash) is refused with `UnfinishedRunError`;
+      resume it with `None` or `Command(resume=...)`, or use another `thread_id`. The
+      same run delivered again (a server re-running it after a worker died: the same
+      `run_id`) resumes instead.
+    - With a checkpointer, its own or a parent graph's, each checkpoint is written before
+      the next node starts (`durability="sync"` unless the caller chooses), so a crash
+      never repeats a finished step.
+    - The recursion limit stays out of the way of the loop's own bounds.
     """
 
-    def _durable(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        if kwargs.get("durability") is None and self.checkpointer not in (None, True, False):
-            return {**kwargs, "durability": "sync"}
-        return kwargs
+    def _saver(self, config: RunnableConfig) -> bool:
+        """Whether runs with `config` are checkpointed (by this graph or a parent)."""
+        if self.checkpointer is False:
+            return False
+        lent = config.get(CONF, {}).get(CONFIG_KEY_CHECKPOINTER)
+        return isinstance(lent or self.checkpointer, BaseCheckpointSaver)
 
-    def _thread_to_check(self, input: Any, config: RunnableConfig | None) -> bool:
-        configurable = (config or {}).get("configurable") or {}
-        return (
-            input is not None
-            and not isinstance(input, Command)
-            and self.checkpointer not in (None, True, False)
-            and "thread_id" in configurable
-            # Nested in a parent graph, the parent owns the thread.
-            and not configurable.get("checkpoint_ns")
-        )
+    def _start(
+        self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> tuple[Any, RunnableConfig, dict[str, Any], bool]:
+        """The input, config and options a run starts with, and whether to check its thread."""
+        config = RunnableConfig(**(config or {}))
+        if config.get("recursion_limit", DEFAULT_RECURSION_LIMIT) <= DEFAULT_RECURSION_LIMIT:
+            config["recursion_limit"] = RECURSION_LIMIT
+        saved = self._saver(config)
+        if saved and kwargs.get("durability") is None:
+            kwargs = {**kwargs, "durability": "sync"}
+        if input is None or isinstance(input, Command):
+            return input, config, kwargs, False
+        configurable = config.get(CONF, {})
+        # Nested in a parent graph (a checkpoint namespace), the parent owns the thread.
+        owned = saved and "thread_id" in configurable and not configurable.get("checkpoint_ns")
+        return loop_input(input), config, kwargs, owned
 
     @staticmethod
-    def _refuse_if_unfinished(state: StateSnapshot, config: RunnableConfig | None) -> None:
-        if state.next:
-            thread = ((config or {}).get("configurable") or {}).get("thread_id")
-            raise UnfinishedRunError(
-                f"thread {thread!r} has an unfinished run (next: {', '.join(state.next)}); "
-                "resume it with None or Command(resume=...) as input, "
-                "or start the new task on another thread_id"
-            )
+    def _resumes(state: StateSnapshot, config: RunnableConfig) -> bool:
+        """Whether a new input on this thread resumes its unfinished run (same `run_id`).
+
+        Raises:
+            UnfinishedRunError: The thread's run is unfinished and this is another run.
+        """
+        if not state.next:
+            return False
+        cursor = state.values.get("cursor") or {}
+        run_id = config.get("run_id")
+        if run_id is not None and cursor.get("run_id") == str(run_id):
+            return True
+        thread = config.get(CONF, {}).get("thread_id")
+        raise UnfinishedRunError(
+            f"thread {thread!r} has an unfinished run (next: {', '.join(state.next)}); "
+            "resume it with None or Command(resume=...) as input, "
+            "or start the new task on another thread_id"
+        )
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        if self._thread_to_check(input, config):
-            self._refuse_if_unfinished(self.get_state(config or {}), config)
-        return super().stream(input, config, **self._durable(kwargs))
+        input, config, kwargs, check = self._start(input, config, kwargs)
+        if check and self._resumes(self.get_state(config), config):
+            input = None
+        return super().stream(input, config, **kwargs)
 
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        kwargs = self._durable(kwargs)
-        if self._thread_to_check(input, config):
-            return self._checked_astream(input, config, **kwargs)
+        input, config, kwargs, check = self._start(input, config, kwargs)
+        if check:
+            return self._checked_astream(input, config, kwargs)
         return super().astream(input, config, **kwargs)
 
     async def _checked_astream(
-        self, input: Any, config: RunnableConfig | None, **kwargs: Any
+        self, input: Any, config: RunnableConfig, kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
-        self._refuse_if_unfinished(await self.aget_state(config or {}), config)
+        if self._resumes(await self.aget_state(config), config):
+            input = None
         async for chunk in super().astream(input, config, **kwargs):
             yield chunk
-
-    def astream_events(  # type: ignore[override]
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        if config is None or "recursion_limit" not in config:
-            config = {**(config or {}), "recursion_limit": RECURSION_LIMIT}
-        return cast(AsyncIterator[Any], super().astream_events(input, config, **kwargs))

@@ -1,16 +1,28 @@
-"""The `executor` node: one attempt at the current step, tool loop included."""
+"""The `executor` node: one attempt at the open step, tool loop included."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp
 from langgraph.types import interrupt
 
-from agentloop_graph.models import describe_error
-from agentloop_graph.node import Body, CallModel, CallTool, Effect, Emit, StepTimeout
+from agentloop_graph.calls import (
+    ModelRequest,
+    acall_model,
+    acall_tool,
+    call_model,
+    call_tool,
+    tool_error,
+)
+from agentloop_graph.context import Settings
 from agentloop_graph.parsing import (
     MAX_RESULT_CHARS,
     MAX_TEXT_CHARS,
@@ -18,98 +30,101 @@ from agentloop_graph.parsing import (
     clean_answer,
     reasoning_of,
 )
-from agentloop_graph.progress import RESULT_PREVIEW
+from agentloop_graph.progress import ProgressEvent, StepFailed, StepStarted, aemit, emit
 from agentloop_graph.prompts import executor_prompt
-from agentloop_graph.settings import Settings
-from agentloop_graph.state import (
-    Cursor,
-    StepInput,
-    StepRecord,
-    StepStatus,
-    add_usage,
-    next_cursor,
-)
+from agentloop_graph.state import Cursor, StepInput, StepStatus
+from agentloop_graph.steps import StepFailure, end_step, failure_text, open_step, spend
+
+MAX_CALLS_PER_ROUND = 16
+"""Tool calls run from one model reply; further calls in it get an error message."""
 
 
-class StepFailure(Exception):
-    """A model answer the loop cannot use (empty, or a tool loop that never ended)."""
+@dataclass
+class Attempt:
+    """One attempt at the open step, as the tool loop works through it."""
+
+    step: int
+    total: int
+    description: str
+    number: int
+    started_at: float
+    prompt: str
+    deadline: float | None
+    trace: dict[str, Any]
+    replies: list[AIMessage] = field(default_factory=list)
+    """Every model reply of the attempt, so the tokens of a failed attempt count too."""
+    calls_made: set[str] = field(default_factory=set)
+    """Fingerprints of the tool calls already run in this attempt."""
+
+    def request(self, settings: Settings, conversation: str | list[BaseMessage]) -> ModelRequest:
+        """The next model call of the attempt."""
+        return ModelRequest(
+            settings.models.executor_with_tools, conversation, "executor", self.trace, self.deadline
+        )
+
+    def next_conversation(
+        self, conversation: str | list[BaseMessage], reply: AIMessage
+    ) -> list[BaseMessage]:
+        """The conversation so far, with the model's tool-calling `reply` recorded."""
+        self.replies.append(reply)
+        if isinstance(conversation, str):
+            return [HumanMessage(conversation), reply]
+        return [*conversation, reply]
+
+    def answer(self, reply: AIMessage, settings: Settings, rounds: int) -> str | None:
+        """The attempt's answer if `reply` ends it, None if its tool calls should run.
+
+        Raises:
+            StepFailure: The answer is empty, or the tool loop is out of rounds.
+        """
+        if reply.tool_calls:
+            if rounds == settings.max_tool_rounds:
+                self.replies.append(reply)
+                raise StepFailure(f"the tool loop ran out of rounds ({settings.max_tool_rounds})")
+            return None
+        self.replies.append(reply)
+        text = clean_answer(reply.text)
+        if not text:
+            raise StepFailure("the model returned an empty answer")
+        return cap(text, MAX_RESULT_CHARS)
+
+    def tool_for(self, call: ToolCall, index: int, settings: Settings) -> BaseTool | ToolMessage:
+        """The tool to run for `call`, or the error message the model gets instead."""
+        tool = settings.tools.get(call["name"])
+        if tool is None:
+            # Unknown and not-allowed tools look alike to the model, on purpose.
+            known = ", ".join(sorted(settings.tools)) or "none"
+            return tool_error(
+                call, f"Error: there is no tool named {call['name']!r} (tools: {known})"
+            )
+        if index >= MAX_CALLS_PER_ROUND:
+            return tool_error(
+                call, f"Error: at most {MAX_CALLS_PER_ROUND} tool calls run per reply; not run"
+            )
+        fingerprint = _fingerprint(call)
+        if fingerprint in self.calls_made:
+            return tool_error(
+                call, "Error: this exact call was already made in this step; use its result"
+            )
+        self.calls_made.add(fingerprint)
+        return tool
+
+    def idempotency_key(self, call: ToolCall) -> str:
+        """`task_id:step:attempt:<call>`: the same for the same call after a resume,
+        different for a different call (its tool name and arguments)."""
+        trace = self.trace
+        return f"{trace['task_id']}:{trace['step']}:{trace['attempt']}:{_fingerprint(call)}"
 
 
-def spend(cursor: Cursor, replies: list[AIMessage]) -> Cursor:
-    """`cursor` with the tokens of `replies` added to the open step's and the run's."""
-    return {
-        **cursor,
-        "step_usage": add_usage(cursor["step_usage"], replies),
-        "run_usage": add_usage(cursor["run_usage"], replies),
-    }
+def _fingerprint(call: ToolCall) -> str:
+    arguments = json.dumps(call["args"], sort_keys=True, default=str)
+    return hashlib.sha256(f"{call['name']}\0{arguments}".encode()).hexdigest()[:16]
 
 
 def _tool_result(message: ToolMessage) -> ToolMessage:
     if isinstance(message.content, str) and len(message.content) > MAX_RESULT_CHARS:
         return message.model_copy(update={"content": cap(message.content, MAX_RESULT_CHARS)})
     return message
-
-
-def _attempt(
-    settings: Settings,
-    prompt: str,
-    trace: dict[str, Any],
-    deadline: float | None,
-    replies: list[AIMessage],
-) -> Generator[Effect, Any, tuple[str, str | None]]:
-    """Ask the model, running the tools it calls, until it answers in text.
-
-    Returns the answer and the model's reasoning; every reply is appended to `replies`,
-    so the tokens of a failed attempt count too. Each tool call's idempotency key is
-    the attempt's (`task_id:step:attempt`) and the call's position in the attempt,
-    which a resumed attempt reproduces.
-    """
-    key = f"{trace['task_id']}:{trace['step']}:{trace['attempt']}"
-    conversation: str | list[BaseMessage] = prompt
-    calls_made = 0
-    for _ in range(settings.max_tool_rounds + 1):
-        reply: AIMessage = yield CallModel(
-            settings.executor_model, conversation, "executor", trace, deadline
-        )
-        replies.append(reply)
-        if not reply.tool_calls:
-            answer = clean_answer(reply.text)
-            if not answer:
-                raise StepFailure("the model returned an empty answer")
-            return cap(answer, MAX_RESULT_CHARS), reasoning_of(reply)
-        messages: list[BaseMessage] = (
-            [HumanMessage(prompt), reply]
-            if isinstance(conversation, str)
-            else [*conversation, reply]
-        )
-        for call in reply.tool_calls:
-            tool = settings.tools.get(call["name"])
-            if tool is None:
-                # Unknown and not-allowed tools look alike to the model, on purpose.
-                known = ", ".join(sorted(settings.tools)) or "none"
-                messages.append(
-                    ToolMessage(
-                        f"Error: there is no tool named {call['name']!r} (tools: {known})",
-                        tool_call_id=call["id"] or "",
-                        name=call["name"],
-                        status="error",
-                    )
-                )
-            else:
-                calls_made += 1
-                effect = CallTool(tool, call, f"{key}:{calls_made}", deadline)
-                messages.append(_tool_result((yield effect)))
-        conversation = messages
-    raise StepFailure(f"the tool loop ran out of rounds ({settings.max_tool_rounds})")
-
-
-def failure_text(model: object, step_timeout: float | None, exc: Exception) -> str:
-    """The `error` text a failed attempt or adapter call leaves in its step record."""
-    if isinstance(exc, StepFailure):
-        return str(exc)
-    if isinstance(exc, StepTimeout):
-        return f"the attempt timed out after {step_timeout:g} s"
-    return cap(describe_error(model, exc), MAX_TEXT_CHARS)
 
 
 def _valid_plan(answer: object) -> bool:
@@ -123,8 +138,10 @@ def _valid_plan(answer: object) -> bool:
 def _review(state: StepInput, settings: Settings) -> dict[str, Any]:
     """Pause until a person answers on the plan; the update their answer makes.
 
-    An answer that is not one of the three kinds pauses the run again, the interrupt
-    saying what was wrong, so a typo never jams the thread.
+    It runs in the executor, not the planner: a node resumed after `interrupt` runs again
+    from its top, and the planner's top is a model call. An answer that is not one of
+    the three kinds pauses the run again, saying what was wrong, so a typo never jams
+    the thread.
     """
     cursor = state["cursor"]
     question = {"task_id": state["task_id"], "task": state["task"], "plan": state["plan"]}
@@ -144,125 +161,152 @@ def _review(state: StepInput, settings: Settings) -> dict[str, Any]:
         return {"status": "cancelled", "summary": summary}
     plan = [cap(step.strip(), MAX_TEXT_CHARS) for step in answer]
     kept = plan[: settings.max_steps]
-    truncated = cursor["truncated"] or len(plan) > len(kept)
-    return {"plan": kept, "cursor": {**cursor, "approved": True, "truncated": truncated}}
+    return {"plan": kept, "cursor": {**cursor, "approved": True, "planned": len(plan)}}
 
 
-def finish_step(
-    state: StepInput,
-    cursor: Cursor,
-    *,
-    status: StepStatus,
-    result: str,
-    error: str | None,
-    attempts: int,
-    started_at: float,
-    reasoning: str | None = None,
-) -> Generator[Effect, Any, dict[str, Any]]:
-    """Record how the open step ended, announce it and move on to the next step.
-
-    `cursor` is the open step's, its token counts brought up to date.
-    """
-    step = len(state["steps"]) + 1
-    record: StepRecord = {
-        "step_num": step,
-        "description": state["plan"][step - 1],
-        "result": result,
-        "status": status,
-        "duration_ms": int((time.time() - started_at) * 1000),
-        "attempts": attempts,
-        "error": error,
-        "adaptation": cursor["description"],
-        "reasoning": reasoning,
-        "usage": cursor["step_usage"],
-    }
-    yield Emit(
-        {
-            "event": "agentic.step_complete",
-            "task_id": state["task_id"],
-            "step": step,
-            "total": len(state["plan"]),
-            "description": record["description"],
-            "result": result[:RESULT_PREVIEW],
-            "status": status,
-            "usage": cursor["step_usage"],
-        }
-    )
-    return {"steps": [record], "cursor": next_cursor(cursor)}
-
-
-def execute(state: StepInput, settings: Settings) -> Body:
-    """Make one attempt at the open step and record what came of it."""
-    cursor: Cursor = state["cursor"]
-    if not cursor["approved"]:
-        return _review(state, settings)
-    plan: list[str] = state["plan"]
-    step = len(state["steps"]) + 1
+def _begin(state: StepInput, settings: Settings) -> tuple[Attempt, StepStarted]:
+    cursor, plan = state["cursor"], state["plan"]
+    step = open_step(state)
+    number = cursor["attempt"] + 1
     description = cursor["description"] or plan[step - 1]
-    attempt = cursor["attempt"] + 1
-    started_at = cursor["step_started_at"] or time.time()
-    task_id = state["task_id"]
-    yield Emit(
-        {
-            "event": "agentic.step_started",
-            "task_id": task_id,
-            "step": step,
-            "total": len(plan),
-            "description": description,
-            "attempt": attempt,
-        }
+    attempt = Attempt(
+        step=step,
+        total=len(plan),
+        description=description,
+        number=number,
+        started_at=cursor["step_started_at"] or time.time(),
+        prompt=executor_prompt(state["task"], step, len(plan), description, state["steps"]),
+        deadline=time.monotonic() + settings.step_timeout if settings.step_timeout else None,
+        trace={"task_id": state["task_id"], "step": step, "attempt": number},
     )
-    prompt = executor_prompt(state["task"], step, len(plan), description, state["steps"])
-    deadline = time.monotonic() + settings.step_timeout if settings.step_timeout else None
-    trace = {"task_id": task_id, "step": step, "attempt": attempt}
-    replies: list[AIMessage] = []
-    try:
-        result, reasoning = yield from _attempt(settings, prompt, trace, deadline, replies)
-    except Exception as exc:
-        error = failure_text(settings.models.executor, settings.step_timeout, exc)
-    else:
-        return (
-            yield from finish_step(
-                state,
-                spend(cursor, replies),
-                status="adapted" if attempt > 1 else "completed",
-                result=result,
-                error=cursor["error"],
-                attempts=attempt,
-                started_at=started_at,
-                reasoning=reasoning,
-            )
-        )
-    cursor = spend(cursor, replies)
-    yield Emit(
-        {
-            "event": "agentic.step_failed",
-            "task_id": task_id,
-            "step": step,
-            "total": len(plan),
-            "description": description,
-            "error": error,
-            "attempt": attempt,
-        }
-    )
-    if attempt - 1 < settings.max_adaptations:
-        return {
-            "cursor": {
-                **cursor,
-                "attempt": attempt,
-                "step_started_at": started_at,
-                "error": error,
-                "needs_adaptation": True,
-            }
-        }
-    return (
-        yield from finish_step(
+    started: StepStarted = {
+        "event": "agentic.step_started",
+        "task_id": state["task_id"],
+        "step": step,
+        "total": len(plan),
+        "description": description,
+        "attempt": number,
+    }
+    return attempt, started
+
+
+def _end(
+    state: StepInput, settings: Settings, attempt: Attempt, outcome: str | Exception
+) -> tuple[dict[str, Any], list[ProgressEvent]]:
+    """The update an attempt's outcome (its answer, or why it failed) makes, and its events."""
+    cursor: Cursor = spend(state["cursor"], attempt.replies)
+    if isinstance(outcome, str):
+        status: StepStatus = "adapted" if attempt.number > 1 else "completed"
+        reasoning = reasoning_of(attempt.replies[-1])
+        update, complete = end_step(
             state,
             cursor,
-            status="failed",
-            result="",
-            error=error,
-            attempts=attempt,
-            started_at=started_at,
+            status=status,
+            result=outcome,
+            error=cursor["error"],
+            attempts=attempt.number,
+            started_at=attempt.started_at,
+            reasoning=reasoning,
         )
+        return update, [complete]
+    error = failure_text(settings.models.executor, settings.step_timeout, outcome)
+    failed: StepFailed = {
+        "event": "agentic.step_failed",
+        "task_id": state["task_id"],
+        "step": attempt.step,
+        "total": attempt.total,
+        "description": attempt.description,
+        "error": error,
+        "attempt": attempt.number,
+    }
+    if attempt.number - 1 < settings.max_adaptations:
+        retry: Cursor = {
+            **cursor,
+            "attempt": attempt.number,
+            "step_started_at": attempt.started_at,
+            "error": error,
+            "needs_adaptation": True,
+        }
+        return {"cursor": retry}, [failed]
+    update, complete = end_step(
+        state,
+        cursor,
+        status="failed",
+        result="",
+        error=error,
+        attempts=attempt.number,
+        started_at=attempt.started_at,
     )
+    return update, [failed, complete]
+
+
+def _attempt(attempt: Attempt, config: RunnableConfig, settings: Settings) -> str:
+    """Ask the model, running the tools it calls, until it answers in text."""
+    conversation: str | list[BaseMessage] = attempt.prompt
+    for rounds in range(settings.max_tool_rounds + 1):
+        reply = call_model(attempt.request(settings, conversation), config, settings)
+        if isinstance(reply, Exception):
+            raise reply
+        if (answer := attempt.answer(reply, settings, rounds)) is not None:
+            return answer
+        conversation = attempt.next_conversation(conversation, reply)
+        for index, call in enumerate(reply.tool_calls):
+            tool = attempt.tool_for(call, index, settings)
+            if isinstance(tool, BaseTool):
+                key = attempt.idempotency_key(call)
+                tool = _tool_result(call_tool(tool, call, config, key, attempt.deadline))
+            conversation.append(tool)
+    raise AssertionError("unreachable: the last round fails in Attempt.answer")
+
+
+async def _aattempt(attempt: Attempt, config: RunnableConfig, settings: Settings) -> str:
+    """Async twin of `_attempt`."""
+    conversation: str | list[BaseMessage] = attempt.prompt
+    for rounds in range(settings.max_tool_rounds + 1):
+        reply = await acall_model(attempt.request(settings, conversation), config, settings)
+        if isinstance(reply, Exception):
+            raise reply
+        if (answer := attempt.answer(reply, settings, rounds)) is not None:
+            return answer
+        conversation = attempt.next_conversation(conversation, reply)
+        for index, call in enumerate(reply.tool_calls):
+            tool = attempt.tool_for(call, index, settings)
+            if isinstance(tool, BaseTool):
+                key = attempt.idempotency_key(call)
+                tool = _tool_result(await acall_tool(tool, call, config, key, attempt.deadline))
+            conversation.append(tool)
+    raise AssertionError("unreachable: the last round fails in Attempt.answer")
+
+
+def execute(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
+    """Make one attempt at the open step and record what came of it."""
+    if not state["cursor"]["approved"]:
+        return _review(state, settings)
+    attempt, started = _begin(state, settings)
+    emit(config, started)
+    try:
+        outcome: str | Exception = _attempt(attempt, config, settings)
+    except GraphBubbleUp:
+        raise  # an interrupt from a tool, or a parent command: LangGraph's to handle
+    except Exception as exc:
+        outcome = exc
+    update, events = _end(state, settings, attempt, outcome)
+    emit(config, *events)
+    return update
+
+
+async def aexecute(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
+    """Async twin of `execute`."""
+    if not state["cursor"]["approved"]:
+        return _review(state, settings)
+    attempt, started = _begin(state, settings)
+    await aemit(config, started)
+    try:
+        outcome: str | Exception = await _aattempt(attempt, config, settings)
+    except GraphBubbleUp:
+        raise  # an interrupt from a tool, or a parent command: LangGraph's to handle
+    except Exception as exc:
+        outcome = exc
+    update, events = _end(state, settings, attempt, outcome)
+    await aemit(config, *events)
+    return update

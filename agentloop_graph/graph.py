@@ -1,33 +1,37 @@
-"""The agent loop's wiring: nodes, conditional edges, compile."""
+"""The agent loop's wiring: settings, nodes, conditional edges, compile.
+
+One model call, from the factory to the model and back:
+1. `create_agent_loop` builds the phases' models and the factory's `Settings`.
+2. Each node is a `Node`: a sync and an async body; it resolves the run's settings
+   (`context.resolve`: the factory's, overridden by `context=`) and calls its body.
+3. `planner.plan` renders the prompt and asks `calls.call_model` (`acall_model` under
+   `ainvoke`), which applies time limits and retries and returns the reply or the error.
+4. `executor.execute` does the same in a loop, running each tool the model calls through
+   `calls.call_tool` and sending the results back, until the model answers in text.
+5. The body turns the reply into a state update and progress events, emits the events
+   and returns the update; a router picks the next node.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, cast, get_args, get_type_hints
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Literal, get_args, get_type_hints
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import get_runtime
 
-from agentloop_graph.adapter import adapt
+from agentloop_graph.adapter import aadapt, adapt
 from agentloop_graph.compiled import AgentLoopGraph
-from agentloop_graph.executor import execute
-from agentloop_graph.models import DEFAULT_MODEL, resolve_model
-from agentloop_graph.node import Node
-from agentloop_graph.planner import plan
-from agentloop_graph.settings import (
-    Context,
-    Models,
-    Settings,
-    SettingsResolver,
-    check_count,
-    check_limits,
-    check_seconds,
-    for_planning,
-    with_tools,
-)
+from agentloop_graph.context import Context, Models, Settings, check_settings, resolve
+from agentloop_graph.executor import aexecute, execute
+from agentloop_graph.models import DEFAULT_MODEL, for_planning, resolve_model
+from agentloop_graph.planner import aplan, plan
 from agentloop_graph.state import (
     AgentLoopState,
     InputState,
@@ -36,26 +40,37 @@ from agentloop_graph.state import (
     StepInput,
     SummariserInput,
 )
-from agentloop_graph.summariser import summarise
+from agentloop_graph.summariser import asummarise, summarise
+
+Body = Callable[[Any, RunnableConfig, Settings], dict[str, Any]]
+AsyncBody = Callable[[Any, RunnableConfig, Settings], Awaitable[dict[str, Any]]]
 
 
-def route_after_planner(state: PlannerInput) -> Literal["executor", "summariser"]:
-    """Execute the plan, or summarise a planning failure."""
-    return "executor" if state.get("plan") else "summariser"
+class Node(Runnable[Any, dict[str, Any]]):
+    """A graph node with a blocking body for `invoke` and an async one for `ainvoke`.
 
+    Both get the run's settings: the factory's, overridden by the run's `Context`.
+    """
 
-def route_after_adapter(state: StepInput) -> Literal["executor", "summariser"]:
-    """Attempt the open or next step, or summarise once every step has ended."""
-    return "executor" if len(state["steps"]) < len(state["plan"]) else "summariser"
+    def __init__(
+        self, name: str, body: Body, abody: AsyncBody, settings: Callable[[Any], Settings]
+    ) -> None:
+        self.name = name
+        self._body = body
+        self._abody = abody
+        self._settings = settings
 
+    def invoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        settings = self._settings(get_runtime().context)
+        return self._body(input, config or {}, settings)
 
-def route_after_executor(state: StepInput) -> Literal["executor", "adapter", "summariser"]:
-    """Adapt a failed step that may still be revised, else go on like the adapter."""
-    if state["cursor"]["needs_adaptation"]:
-        return "adapter"
-    if state["status"] == "cancelled":
-        return "summariser"
-    return route_after_adapter(state)
+    async def ainvoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        settings = self._settings(get_runtime().context)
+        return await self._abody(input, config or {}, settings)
 
 
 class Router(Runnable[Any, str]):
@@ -77,7 +92,28 @@ class Router(Runnable[Any, str]):
         return self._route(input)
 
 
-def _as_tools(tools: Sequence[BaseTool | Callable[..., Any]]) -> dict[str, BaseTool]:
+def route_after_planner(state: PlannerInput) -> Literal["executor", "summariser"]:
+    """Execute the plan, or summarise a planning failure."""
+    return "executor" if state.get("plan") else "summariser"
+
+
+def route_after_adapter(state: StepInput) -> Literal["executor", "summariser"]:
+    """Attempt the open or next step, or summarise once every step has ended."""
+    return "executor" if len(state["steps"]) < len(state["plan"]) else "summariser"
+
+
+def route_after_executor(state: StepInput) -> Literal["executor", "adapter", "summariser"]:
+    """Adapt a failed step that may still be revised, else go on like the adapter."""
+    if state["cursor"]["needs_adaptation"]:
+        return "adapter"
+    if state["status"] == "cancelled":
+        return "summariser"
+    return route_after_adapter(state)
+
+
+def _as_tools(tools: object) -> dict[str, BaseTool]:
+    if isinstance(tools, str | bytes) or not isinstance(tools, Sequence | set | frozenset):
+        raise TypeError(f"tools must be a list of LangChain tools or functions, got {tools!r}")
     converted: dict[str, BaseTool] = {}
     for item in tools:
         if isinstance(item, BaseTool):
@@ -92,36 +128,32 @@ def _as_tools(tools: Sequence[BaseTool | Callable[..., Any]]) -> dict[str, BaseT
     return converted
 
 
-def _role_models(
-    model: object,
-    roles: dict[str, object],
-    options: dict[str, Any],
-    timeout: float | None,
+def _with_tools(model: BaseChatModel, tools: Mapping[str, BaseTool]) -> Runnable[Any, Any]:
+    return model.bind_tools(list(tools.values())) if tools else model
+
+
+def _models(
+    build: Callable[[object, str], BaseChatModel],
+    phases: Mapping[str, object],
+    tools: Mapping[str, BaseTool],
 ) -> Models:
-    """Each phase's chat model: its own argument if given, else the shared `model`."""
-
-    built: dict[str, BaseChatModel] = {}
-
-    def build(spec: object, argument: str) -> BaseChatModel:
-        # One model object per distinct string: building a client is not free.
-        if not isinstance(spec, str):
-            return resolve_model(spec, argument=argument)
-        if spec not in built:
-            built[spec] = resolve_model(spec, argument=argument, options=options, timeout=timeout)
-        return built[spec]
-
-    shared = build(model, "model")
-    chosen = {role: shared if spec is None else build(spec, role) for role, spec in roles.items()}
+    """Each phase's model: its own argument if given, else the shared `model`."""
+    chosen = {
+        phase: build(phases["model"] if spec is None else spec, "model" if spec is None else phase)
+        for phase, spec in phases.items()
+        if phase != "model"
+    }
+    planner_spec = phases["planner_model"] or phases["model"]
     planner = chosen["planner_model"]
     # Only models the loop built get its planning defaults; a model object is the caller's.
-    planning_spec = model if roles["planner_model"] is None else roles["planner_model"]
-    if isinstance(planning_spec, str):
+    if isinstance(planner_spec, str):
         planner = for_planning(planner)
     return Models(
         planner=planner,
         executor=chosen["executor_model"],
         adapter=chosen["adapter_model"],
         summariser=chosen["summariser_model"],
+        executor_with_tools=_with_tools(chosen["executor_model"], tools),
     )
 
 
@@ -189,50 +221,76 @@ def create_agent_loop(
         >>> result["status"], len(result["steps"])
         ('completed', 4)
     """
-    check_limits(max_steps, max_adaptations, step_timeout)
-    check_count("max_tool_rounds", max_tool_rounds, 0)
-    check_count("max_retries", max_retries, 0)
-    check_seconds("model_timeout", model_timeout)
     options = dict(model_options or {})
-    models = _role_models(
-        model,
-        {
-            "planner_model": planner_model,
-            "executor_model": executor_model,
-            "adapter_model": adapter_model,
-            "summariser_model": summariser_model,
-        },
-        options,
-        model_timeout,
-    )
+    built: dict[str, BaseChatModel] = {}
+
+    def build(spec: object, argument: str) -> BaseChatModel:
+        # One model object per distinct string, for this graph: building a client is not
+        # free, and models are stateless, so runs may share them.
+        if not isinstance(spec, str):
+            return resolve_model(spec, argument=argument)
+        if spec not in built:
+            built[spec] = resolve_model(
+                spec, argument=argument, options=options, timeout=model_timeout
+            )
+        return built[spec]
+
     tool_map = _as_tools(tools)
-    settings = SettingsResolver(
-        Settings(
-            models=models,
-            executor_model=with_tools(models.executor, tool_map),
-            tools=tool_map,
-            max_steps=max_steps,
-            max_adaptations=max_adaptations,
-            step_timeout=step_timeout,
-            summarise_with_model=summarise_with_model,
-            max_tool_rounds=max_tool_rounds,
-            approve_plan=approve_plan,
-            model_timeout=model_timeout,
-            max_retries=max_retries,
-        ),
-        options,
+    phases = {
+        "model": model,
+        "planner_model": planner_model,
+        "executor_model": executor_model,
+        "adapter_model": adapter_model,
+        "summariser_model": summariser_model,
+    }
+    defaults = Settings(
+        models=_models(build, phases, tool_map),
+        tools=tool_map,
+        max_steps=max_steps,
+        max_adaptations=max_adaptations,
+        step_timeout=step_timeout,
+        summarise_with_model=summarise_with_model,
+        max_tool_rounds=max_tool_rounds,
+        approve_plan=approve_plan,
+        model_timeout=model_timeout,
+        max_retries=max_retries,
     )
+    check_settings(defaults)
+
+    @functools.cache
+    def models_for(spec: str | None, tool_names: tuple[str, ...]) -> Models:
+        """A run's models: `Context.model` for every phase, with its allowed tools bound."""
+        allowed = {name: tool_map[name] for name in tool_names}
+        if spec is None:
+            return replace(
+                defaults.models,
+                executor_with_tools=_with_tools(defaults.models.executor, allowed),
+            )
+        shared = {phase: None for phase in phases} | {"model": spec}
+        return _models(lambda spec, _: build(spec, "context.model"), shared, allowed)
+
+    def settings_for(context: Context | None) -> Settings:
+        return resolve(defaults, context, models_for)
+
     builder = StateGraph(
         AgentLoopState,
         context_schema=Context,
         input_schema=InputState,
         output_schema=OutputState,
     )
-    builder.add_node("planner", Node("planner", plan, settings), input_schema=PlannerInput)
-    builder.add_node("executor", Node("executor", execute, settings), input_schema=StepInput)
-    builder.add_node("adapter", Node("adapter", adapt, settings), input_schema=StepInput)
     builder.add_node(
-        "summariser", Node("summariser", summarise, settings), input_schema=SummariserInput
+        "planner", Node("planner", plan, aplan, settings_for), input_schema=PlannerInput
+    )
+    builder.add_node(
+        "executor", Node("executor", execute, aexecute, settings_for), input_schema=StepInput
+    )
+    builder.add_node(
+        "adapter", Node("adapter", adapt, aadapt, settings_for), input_schema=StepInput
+    )
+    builder.add_node(
+        "summariser",
+        Node("summariser", summarise, asummarise, settings_for),
+        input_schema=SummariserInput,
     )
     builder.add_edge(START, "planner")
     for source, route in (
@@ -243,8 +301,7 @@ def create_agent_loop(
         router = Router(route)
         builder.add_conditional_edges(source, router, router.destinations)
     builder.add_edge("summariser", END)
-    graph = builder.compile(checkpointer=checkpointer, store=store, name=name)
-    # compile() always builds a plain CompiledStateGraph; the subclass only adds checks
-    # around stream/astream/astream_events and holds no state of its own.
-    graph.__class__ = AgentLoopGraph
-    return cast(AgentLoopGraph, graph)
+    compiled = builder.compile(checkpointer=checkpointer, store=store, name=name)
+    # The same graph as the loop's own class (see `compiled.py`), built the way
+    # `CompiledStateGraph.copy` builds copies.
+    return AgentLoopGraph(**{k: v for k, v in vars(compiled).items() if k != "__orig_class__"})

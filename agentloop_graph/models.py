@@ -175,3 +175,13 @@ def describe_error(model: object, exc: BaseException) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return f"the model server did not answer in time ({type(exc).__name__}: {text})"
     return f"{type(exc).__name__}: {text}"
+
+
+def for_planning(model: BaseChatModel) -> BaseChatModel:
+    """The planner's copy of a model the loop built: temperature 0 where it is unset.
+
+    A plan should not change between two runs of the same task.
+    """
+    if "temperature" in type(model).model_fields and getattr(model, "temperature", 0) is None:
+        return model.model_copy(update={"temperature": 0})
+    return model

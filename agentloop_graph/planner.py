@@ -3,90 +3,92 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import get_runtime
 
+from agentloop_graph.calls import ModelRequest, acall_model, call_model
+from agentloop_graph.context import Settings
 from agentloop_graph.models import describe_error, with_json_schema
-from agentloop_graph.node import Body, CallModel, Emit
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, parse_json_plan, parse_plan
-from agentloop_graph.progress import PlanFormat
+from agentloop_graph.progress import PlanFormat, PlanReady, aemit, emit
 from agentloop_graph.prompts import PLAN_SCHEMA, planner_prompt
-from agentloop_graph.settings import Settings
-from agentloop_graph.state import Cursor, PlannerInput, add_usage, new_cursor, new_run
+from agentloop_graph.state import PlannerInput, add_usage, new_cursor, new_run
 
 
-def _last_human_text(messages: Sequence[AnyMessage]) -> str | None:
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            return message.text
-    return None
+def _unsaved() -> bool:
+    info = get_runtime().execution_info
+    return info is None or info.thread_id is None
 
 
-def task_of(state: PlannerInput) -> str:
-    """The task of a new run: the input's `task`, else its last human message.
-
-    On a thread that already ran a task, `task` still holds that task; a newer human
-    message then means the caller asked for something new.
-
-    Raises:
-        ValueError: the task is missing, not a string, or blank.
-    """
-    task: object = state.get("task")
-    previous: Cursor | None = state.get("cursor")
-    messages = state.get("messages") or []
-    stale = previous is not None and task == previous["task"]
-    if task is None or (stale and messages and isinstance(messages[-1], HumanMessage)):
-        task = _last_human_text(messages)
-    if task is None:
-        raise ValueError('task is missing: pass {"task": "..."} or a human message')
-    if not isinstance(task, str):
-        raise ValueError(f"task must be a string, got {type(task).__name__}")
-    if not task.strip():
-        raise ValueError("task is empty: describe what the loop should do")
-    return task.strip()
-
-
-def _plan_from(reply: AIMessage, structured: bool) -> tuple[list[str], PlanFormat]:
-    if structured and (steps := parse_json_plan(reply.text)) is not None:
-        return steps, "json"
-    return parse_plan(reply.text), "text"
-
-
-def plan(state: PlannerInput, settings: Settings) -> Body:
-    """Ask the model for a plan of at most `max_steps` steps.
-
-    Writes every output key, so a new task on a thread starts from a clean slate.
-    """
-    task = task_of(state)
-    task_id = uuid.uuid4().hex[:12]
-    model = settings.models.planner
-    structured = with_json_schema(model, PLAN_SCHEMA)
-    cursor = new_cursor(task, approved=not settings.approve_plan)
-    update = new_run(task_id, task, cursor)
-    try:
-        reply = yield CallModel(
-            structured or model,
-            planner_prompt(task, settings.max_steps),
-            "planner",
-            {"task_id": task_id},
+def _request(state: PlannerInput, config: RunnableConfig, settings: Settings) -> ModelRequest:
+    if settings.approve_plan and _unsaved():
+        # Without a checkpointer the pause could never be resumed.
+        raise ValueError(
+            "approve_plan needs a checkpointer: pass checkpointer= to create_agent_loop "
+            "(or nest the loop in a graph that has one) and a thread_id in the config"
         )
-    except Exception as exc:
-        summary = f"Planning failed: {cap(describe_error(model, exc), MAX_TEXT_CHARS)}"
-        return {**update, "status": "failed", "summary": summary}
-    cursor["run_usage"] = add_usage(cursor["run_usage"], [reply])
-    steps, plan_format = _plan_from(reply, structured is not None)
-    if not steps:
-        return {**update, "status": "failed", "summary": "Planning produced no steps."}
-    kept = steps[: settings.max_steps]
-    yield Emit(
-        {
-            "event": "agentic.plan_ready",
-            "task_id": task_id,
-            "task": task,
-            "steps": kept,
-            "total": len(kept),
-            "plan_format": plan_format,
-        }
+    model = settings.models.planner
+    return ModelRequest(
+        with_json_schema(model, PLAN_SCHEMA) or model,
+        planner_prompt(state["task"], settings.max_steps),
+        "planner",
+        {"task_id": uuid.uuid4().hex[:12]},
     )
-    return {**update, "plan": kept, "cursor": {**cursor, "truncated": len(steps) > len(kept)}}
+
+
+def _apply(
+    state: PlannerInput,
+    config: RunnableConfig,
+    settings: Settings,
+    request: ModelRequest,
+    reply: AIMessage | Exception,
+) -> tuple[dict[str, Any], list[PlanReady]]:
+    """The update that starts the run (every output key set afresh) with its plan."""
+    task, task_id = state["task"], request.metadata["task_id"]
+    run_id = config.get("run_id")
+    cursor = new_cursor(
+        approved=not settings.approve_plan, run_id=None if run_id is None else str(run_id)
+    )
+    update = new_run(task_id, task, cursor)
+    model = settings.models.planner
+    if isinstance(reply, Exception):
+        summary = f"Planning failed: {cap(describe_error(model, reply), MAX_TEXT_CHARS)}"
+        return {**update, "status": "failed", "summary": summary}, []
+    cursor["run_usage"] = add_usage(cursor["run_usage"], [reply])
+    structured = request.model is not model
+    steps = parse_json_plan(reply.text) if structured else None
+    plan_format: PlanFormat = "json" if steps is not None else "text"
+    steps = steps if steps is not None else parse_plan(reply.text)
+    if not steps:
+        return {**update, "status": "failed", "summary": "Planning produced no steps."}, []
+    kept = steps[: settings.max_steps]
+    event: PlanReady = {
+        "event": "agentic.plan_ready",
+        "task_id": task_id,
+        "task": task,
+        "steps": kept,
+        "total": len(kept),
+        "plan_format": plan_format,
+    }
+    cursor["planned"] = len(steps)
+    return {**update, "plan": kept}, [event]
+
+
+def plan(state: PlannerInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
+    """Ask the model for a plan of at most `max_steps` steps."""
+    request = _request(state, config, settings)
+    update, events = _apply(state, config, settings, request, call_model(request, config, settings))
+    emit(config, *events)
+    return update
+
+
+async def aplan(state: PlannerInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
+    """Async twin of `plan`."""
+    request = _request(state, config, settings)
+    reply = await acall_model(request, config, settings)
+    update, events = _apply(state, config, settings, request, reply)
+    await aemit(config, *events)
+    return update

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import StreamWriter
+from langgraph.config import get_stream_writer
 from typing_extensions import TypedDict
 
 from agentloop_graph.state import RunStatus, StepStatus, Usage
@@ -84,6 +84,8 @@ class TaskComplete(TypedDict):
     status: RunStatus
     steps_completed: int
     summary: str
+    answer: str | None
+    """The final answer's first 300 characters, or None when there is none."""
     duration_ms: int
     usage: Usage
 
@@ -100,28 +102,30 @@ def has_handlers(config: RunnableConfig) -> bool:
     return bool(handlers)
 
 
-def _write(writer: StreamWriter, event: ProgressEvent) -> None:
+def _write(event: ProgressEvent) -> None:
     try:
-        writer(event)
+        get_stream_writer()(event)
     except Exception:
         logger.warning("progress writer failed for %s", event["event"], exc_info=True)
 
 
-def emit(writer: StreamWriter, config: RunnableConfig, event: ProgressEvent) -> None:
-    """Write `event` to the custom stream and, if anyone listens, as a custom event."""
-    _write(writer, event)
-    if has_handlers(config):
-        try:
-            dispatch_custom_event(event["event"], event, config=config)
-        except Exception:
-            logger.warning("custom event dispatch failed for %s", event["event"], exc_info=True)
+def emit(config: RunnableConfig, *events: ProgressEvent) -> None:
+    """Write `events` to the custom stream and, if anyone listens, as custom events."""
+    for event in events:
+        _write(event)
+        if has_handlers(config):
+            try:
+                dispatch_custom_event(event["event"], event, config=config)
+            except Exception:
+                logger.warning("custom event dispatch failed for %s", event["event"], exc_info=True)
 
 
-async def aemit(writer: StreamWriter, config: RunnableConfig, event: ProgressEvent) -> None:
+async def aemit(config: RunnableConfig, *events: ProgressEvent) -> None:
     """Async twin of `emit`."""
-    _write(writer, event)
-    if has_handlers(config):
-        try:
-            await adispatch_custom_event(event["event"], event, config=config)
-        except Exception:
-            logger.warning("custom event dispatch failed for %s", event["event"], exc_info=True)
+    for event in events:
+        _write(event)
+        if has_handlers(config):
+            try:
+                await adispatch_custom_event(event["event"], event, config=config)
+            except Exception:
+                logger.warning("custom event dispatch failed for %s", event["event"], exc_info=True)

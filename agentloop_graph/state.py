@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, NotRequired
 
-from langchain_core.messages import AIMessage, AnyMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, convert_to_messages
 from langgraph.channels import DeltaChannel
 from langgraph.graph.message import add_messages
 from langgraph.types import Overwrite
@@ -98,16 +98,17 @@ class OpenStep(TypedDict):
 class Cursor(OpenStep):
     """Where the run is: the open step's attempts and the run's bookkeeping."""
 
-    task: str
-    """The task this run is working on (tells a new input from a stale `task` key)."""
     started_at: float
     """Epoch seconds when planning began."""
-    truncated: bool
-    """Whether the plan was cut to `max_steps`."""
+    planned: int
+    """Steps in the plan before it was cut to `max_steps`."""
     approved: bool
     """Whether the plan may run: approved by a person, or no approval asked."""
     run_usage: Usage
     """Tokens spent by the run so far."""
+    run_id: str | None
+    """The id of the run (`config["run_id"]`) that started this task, if it had one: a
+    server that delivers that run again resumes it instead of starting over."""
 
 
 Plan = Annotated[list[str], DeltaChannel(latest_plan)]
@@ -162,13 +163,10 @@ class AgentLoopState(OutputState):
 
 
 class PlannerInput(TypedDict):
-    """The planner's view: the input and the thread's last cursor (and, for its router,
-    the plan it wrote)."""
+    """The planner's view (and, for its router, the plan it wrote)."""
 
-    task: NotRequired[str]
-    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
-    cursor: NotRequired[Cursor]
-    plan: NotRequired[Plan]
+    task: str
+    plan: Plan
 
 
 class StepInput(TypedDict):
@@ -217,18 +215,52 @@ def no_open_step() -> OpenStep:
     }
 
 
-def new_cursor(task: str, *, approved: bool) -> Cursor:
-    """The cursor of a new run on `task`, before its first step."""
+def new_cursor(*, approved: bool, run_id: str | None) -> Cursor:
+    """The cursor of a new run, before its first step."""
     return {
         **no_open_step(),
-        "task": task,
         "started_at": time.time(),
-        "truncated": False,
+        "planned": 0,
         "approved": approved,
         "run_usage": no_usage(),
+        "run_id": run_id,
     }
 
 
 def next_cursor(cursor: Cursor) -> Cursor:
     """The cursor for the step after the one `cursor` was on."""
     return {**cursor, **no_open_step()}
+
+
+def loop_input(value: object) -> dict[str, Any]:
+    """The input of a new run with its task made explicit: the input's `task`, else the
+    text of its last human message.
+
+    Raises:
+        ValueError: The input is not a mapping (or state object), or names no task, or
+            its task is not a string or is blank.
+    """
+    if isinstance(value, Mapping):
+        fields = dict(value)
+    elif hasattr(value, "__dict__"):  # a parent graph's dataclass or pydantic state
+        fields = dict(vars(value))
+    else:
+        raise ValueError(
+            'the input must be {"task": "..."} or {"messages": [...]}, '
+            f"got {type(value).__name__}"
+        )
+    task = fields.get("task")
+    messages = fields.get("messages")
+    if task is None and messages:
+        try:
+            humans = [m for m in convert_to_messages(messages) if isinstance(m, HumanMessage)]
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            raise ValueError(f"messages in the input are not chat messages: {exc}") from None
+        task = humans[-1].text if humans else None
+    if task is None:
+        raise ValueError('task is missing: pass {"task": "..."} or a human message')
+    if not isinstance(task, str):
+        raise ValueError(f"task must be a string, got {type(task).__name__}")
+    if not task.strip():
+        raise ValueError("task is empty: describe what the loop should do")
+    return {"task": task.strip(), **({"messages": messages} if messages else {})}

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
 
-from agentloop_graph.node import Body, CallModel, Emit
+from agentloop_graph.calls import ModelRequest, acall_model, call_model
+from agentloop_graph.context import Settings
 from agentloop_graph.parsing import clean_answer
-from agentloop_graph.progress import SUMMARY_PREVIEW
+from agentloop_graph.progress import SUMMARY_PREVIEW, TaskComplete, aemit, emit
 from agentloop_graph.prompts import summariser_prompt
-from agentloop_graph.settings import Settings
-from agentloop_graph.state import Cursor, RunStatus, StepRecord, SummariserInput, add_usage
+from agentloop_graph.state import RunStatus, StepRecord, SummariserInput, add_usage
 
 logger = logging.getLogger(__name__)
 
@@ -40,43 +42,55 @@ def run_status(truncated: bool, steps: Sequence[StepRecord]) -> RunStatus:
     return "completed"
 
 
-def summarise(state: SummariserInput, settings: Settings) -> Body:
-    """Close the run: summary, status, answer, duration, the final AI message."""
-    cursor: Cursor = state["cursor"]
-    steps: list[StepRecord] = state["steps"]
-    status: RunStatus
+def _outcome(state: SummariserInput) -> tuple[str, RunStatus]:
+    """The run's summary and status, from its steps (or what ended it early)."""
     if state["status"] is not None:
         # Planning failed or the plan was rejected: the summary is already written.
-        summary, status = state["summary"] or state["status"], state["status"]
-    else:
-        summary = counts_line(state["task"], len(state["plan"]), steps)
-        status = run_status(cursor["truncated"], steps)
-    answer: str | None = None
-    usage = cursor["run_usage"]
-    if settings.summarise_with_model and steps:
-        prompt = summariser_prompt(state["task"], steps)
-        try:
-            reply = yield CallModel(
-                settings.models.summariser, prompt, "summariser", {"task_id": state["task_id"]}
-            )
-        except Exception:
-            logger.warning("the final answer could not be written", exc_info=True)
-        else:
-            answer = clean_answer(reply.text) or None
-            usage = add_usage(usage, [reply])
-    duration_ms = int((time.time() - cursor["started_at"]) * 1000)
-    yield Emit(
-        {
-            "event": "agentic.task_complete",
-            "task_id": state["task_id"],
-            "status": status,
-            "steps_completed": len(steps),
-            "summary": summary[:SUMMARY_PREVIEW],
-            "duration_ms": duration_ms,
-            "usage": usage,
-        }
+        return state["summary"] or state["status"], state["status"]
+    cursor, plan, steps = state["cursor"], state["plan"], state["steps"]
+    summary = counts_line(state["task"], len(plan), steps)
+    truncated = cursor["planned"] > len(plan)
+    if truncated:
+        summary += f" The plan was cut from {cursor['planned']} to {len(plan)} steps (max_steps)."
+    return summary, run_status(truncated, steps)
+
+
+def _request(state: SummariserInput, settings: Settings) -> ModelRequest | None:
+    if not (settings.summarise_with_model and state["steps"]):
+        return None
+    return ModelRequest(
+        settings.models.summariser,
+        summariser_prompt(state["task"], state["steps"]),
+        "summariser",
+        {"task_id": state["task_id"]},
     )
-    return {
+
+
+def _apply(
+    state: SummariserInput, reply: AIMessage | Exception | None
+) -> tuple[dict[str, Any], TaskComplete]:
+    """The update that closes the run, and its last event."""
+    summary, status = _outcome(state)
+    cursor = state["cursor"]
+    usage = cursor["run_usage"]
+    answer: str | None = None
+    if isinstance(reply, Exception):
+        logger.warning("the final answer could not be written", exc_info=reply)
+    elif reply is not None:
+        answer = clean_answer(reply.text) or None
+        usage = add_usage(usage, [reply])
+    duration_ms = int((time.time() - cursor["started_at"]) * 1000)
+    event: TaskComplete = {
+        "event": "agentic.task_complete",
+        "task_id": state["task_id"],
+        "status": status,
+        "steps_completed": len(state["steps"]),
+        "summary": summary[:SUMMARY_PREVIEW],
+        "answer": None if answer is None else answer[:SUMMARY_PREVIEW],
+        "duration_ms": duration_ms,
+        "usage": usage,
+    }
+    update = {
         "summary": summary,
         "status": status,
         "answer": answer,
@@ -84,3 +98,24 @@ def summarise(state: SummariserInput, settings: Settings) -> Body:
         "usage": usage,
         "messages": [AIMessage(answer or summary)],
     }
+    return update, event
+
+
+def summarise(state: SummariserInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
+    """Close the run: summary, status, answer, duration, the final AI message."""
+    request = _request(state, settings)
+    reply = None if request is None else call_model(request, config, settings)
+    update, event = _apply(state, reply)
+    emit(config, event)
+    return update
+
+
+async def asummarise(
+    state: SummariserInput, config: RunnableConfig, settings: Settings
+) -> dict[str, Any]:
+    """Async twin of `summarise`."""
+    request = _request(state, settings)
+    reply = None if request is None else await acall_model(request, config, settings)
+    update, event = _apply(state, reply)
+    await aemit(config, event)
+    return update

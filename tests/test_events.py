@@ -97,6 +97,7 @@ EXPECTED = [
             "status": "partial",
             "steps_completed": 3,
             "summary": "t: Completed 1/3 steps, 1 adapted, 1 failed.",
+            "answer": "All told.",
         },
     ),
 ]

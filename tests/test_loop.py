@@ -92,7 +92,9 @@ def test_truncated_plan_is_partial(run: Run) -> None:
     out = run(create_agent_loop(model, max_steps=2, summarise_with_model=False), {"task": "t"})
     assert out["plan"] == ["a", "b"]
     assert out["status"] == "partial"
-    assert out["summary"] == "t: Completed 2/2 steps."
+    assert (
+        out["summary"] == "t: Completed 2/2 steps. The plan was cut from 4 to 2 steps (max_steps)."
+    )
     assert "at most 2" in model.calls[0].prompt
 
 

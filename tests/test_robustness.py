@@ -175,24 +175,26 @@ def test_allow_list_must_name_known_tools() -> None:
 
 
 def test_tools_receive_a_stable_idempotency_key(run: Run) -> None:
-    keys: list[str] = []
+    keys: list[tuple[str, str]] = []
 
     @tool
     def record(note: str, config: RunnableConfig) -> str:
         """Record a note."""
-        keys.append(config["configurable"]["idempotency_key"])
+        keys.append((note, config["configurable"]["idempotency_key"]))
         return "noted"
 
-    call = {"name": "record", "args": {"note": "n"}, "id": "1"}
+    def call(note: str, id: str = "1") -> dict[str, Any]:
+        return {"name": "record", "args": {"note": note}, "id": id}
+
     model = ScriptedChatModel(
         responses={
             "planner": [numbered("a", "b")],
             "executor": [
-                AIMessage("", tool_calls=[call, {**call, "id": "2"}]),
+                AIMessage("", tool_calls=[call("alice"), call("bob", "2")]),
                 RuntimeError("after the tools"),
-                AIMessage("", tool_calls=[call]),
+                AIMessage("", tool_calls=[call("bob")]),
                 "a done",
-                AIMessage("", tool_calls=[call]),
+                AIMessage("", tool_calls=[call("alice")]),
                 "b done",
             ],
             "adapter": ["a again"],
@@ -200,7 +202,13 @@ def test_tools_receive_a_stable_idempotency_key(run: Run) -> None:
     )
     out = run(create_agent_loop(model, tools=[record], summarise_with_model=False), {"task": "t"})
     task_id = out["task_id"]
-    assert keys == [f"{task_id}:1:1:1", f"{task_id}:1:1:2", f"{task_id}:1:2:1", f"{task_id}:2:1:1"]
+    positions = [key.rsplit(":", 1)[0] for _, key in keys]
+    assert [note for note, _ in keys] == ["alice", "bob", "bob", "alice"]
+    assert positions == [f"{task_id}:1:1", f"{task_id}:1:1", f"{task_id}:1:2", f"{task_id}:2:1"]
+    # The last part names the call: its tool and arguments, not its position.
+    calls = [key.rsplit(":", 1)[1] for _, key in keys]
+    assert calls[0] == calls[3] != calls[1] == calls[2]
+    assert all(len(part) == 16 for part in calls)
 
 
 async def test_cancelling_a_stream_stops_the_run_promptly() -> None:

@@ -1,0 +1,243 @@
+"""Model and tool calls, blocking and async: time limits, retries, tool errors as messages.
+
+The loop's nodes run under `invoke` (blocking APIs) and `ainvoke` (async APIs, so the
+event loop is never blocked); these twins are where the two ways differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from langchain_core.messages import AIMessage, ToolCall, ToolMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp
+
+from agentloop_graph.context import Settings
+from agentloop_graph.models import ModelCallTimeout, is_transient
+from agentloop_graph.progress import has_handlers
+
+T = TypeVar("T")
+
+RETRY_BACKOFF = 0.2
+"""Seconds before the first retry of a transient model error; doubled each time."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """One model call: `model` answers `prompt` before the monotonic `deadline`, if set.
+
+    `phase` names the call in traces (`agentloop.<phase>`); `metadata` goes with it.
+    """
+
+    model: Runnable[Any, Any]
+    prompt: str | list[Any]
+    phase: str
+    metadata: dict[str, Any]
+    deadline: float | None = None
+
+
+class StepTimeout(Exception):
+    """The attempt ran past the step's deadline (`step_timeout`)."""
+
+
+class _OutOfTime(Exception):
+    """A time limit set by the loop ran out (as opposed to a call raising TimeoutError)."""
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    """Seconds until the monotonic `deadline` (None: no deadline).
+
+    Raises:
+        StepTimeout: The deadline has passed.
+    """
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise StepTimeout
+    return left
+
+
+def _with_timeout(fn: Callable[[], T], timeout: float | None) -> T:
+    if timeout is None:
+        return fn()
+    # A blocking call cannot be interrupted: give it a daemon thread and stop waiting at
+    # the deadline. Its late answer is dropped, and it cannot hold up interpreter exit.
+    future: Future[T] = Future()
+    context = contextvars.copy_context()
+
+    def call() -> None:
+        try:
+            future.set_result(context.run(fn))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=call, name="agentloop-call", daemon=True).start()
+    try:
+        return future.result(timeout)
+    except FutureTimeout:
+        if future.done():  # the call itself raised TimeoutError
+            raise
+        raise _OutOfTime from None
+
+
+async def _await_within(call: Coroutine[Any, Any, T], seconds: float | None) -> T:
+    if seconds is None:
+        return await call
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
+            return await call
+    except TimeoutError:
+        if scope.expired():
+            raise _OutOfTime from None
+        raise
+
+
+def _model_config(config: RunnableConfig, request: ModelRequest) -> RunnableConfig:
+    # Names, tags and metadata only matter to callback handlers (tracers, event
+    # streams); without any, skipping the copies keeps the hot path lean.
+    if not has_handlers(config):
+        return config
+    return {
+        **config,
+        "run_name": f"agentloop.{request.phase}",
+        "tags": [*config.get("tags", ()), "agentloop"],
+        "metadata": {**config.get("metadata", {}), **request.metadata},
+    }
+
+
+def _limit(request: ModelRequest, settings: Settings) -> tuple[float | None, Exception]:
+    """Seconds the next call may take, and the error to raise when they run out."""
+    step_left = seconds_left(request.deadline)
+    timeout = settings.model_timeout
+    if timeout is None or (step_left is not None and step_left <= timeout):
+        return step_left, StepTimeout()
+    return timeout, ModelCallTimeout(f"the model did not answer within {timeout:g} s")
+
+
+def _backoff(retry: int, deadline: float | None) -> float:
+    delay = RETRY_BACKOFF * 2.0**retry
+    left = seconds_left(deadline)
+    return delay if left is None else min(delay, left)
+
+
+def call_model(
+    request: ModelRequest, config: RunnableConfig, settings: Settings
+) -> AIMessage | Exception:
+    """The model's reply through its blocking API, or the error the call ended with.
+
+    Transient errors (a 5xx or 429 answer, a connection cut) are retried with backoff.
+    """
+    model, prompt, call_config = request.model, request.prompt, _model_config(config, request)
+    for retry in itertools.count():
+        try:
+            timeout, out_of_time = _limit(request, settings)
+            try:
+                return cast(
+                    AIMessage, _with_timeout(lambda: model.invoke(prompt, call_config), timeout)
+                )
+            except _OutOfTime:
+                raise out_of_time from None
+        except GraphBubbleUp:
+            raise  # interrupts belong to LangGraph
+        except Exception as exc:
+            if retry >= settings.max_retries or not is_transient(exc):
+                return exc
+            try:
+                time.sleep(_backoff(retry, request.deadline))
+            except StepTimeout as timeout_exc:
+                return timeout_exc
+    raise AssertionError("unreachable")
+
+
+async def acall_model(
+    request: ModelRequest, config: RunnableConfig, settings: Settings
+) -> AIMessage | Exception:
+    """Async twin of `call_model`."""
+    call_config = _model_config(config, request)
+    for retry in itertools.count():
+        try:
+            timeout, out_of_time = _limit(request, settings)
+            try:
+                reply = request.model.ainvoke(request.prompt, call_config)
+                return cast(AIMessage, await _await_within(reply, timeout))
+            except _OutOfTime:
+                raise out_of_time from None
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            if retry >= settings.max_retries or not is_transient(exc):
+                return exc
+            try:
+                await asyncio.sleep(_backoff(retry, request.deadline))
+            except StepTimeout as timeout_exc:
+                return timeout_exc
+    raise AssertionError("unreachable")
+
+
+def _tool_config(config: RunnableConfig, key: str, deadline: float | None) -> RunnableConfig:
+    # Tools find these beside LangGraph's own keys: the idempotency key to de-duplicate
+    # side effects across a resume, the epoch-seconds deadline to stop in time.
+    epoch_deadline = None if deadline is None else time.time() + (deadline - time.monotonic())
+    configurable = {
+        **config.get("configurable", {}),
+        "idempotency_key": key,
+        "deadline": epoch_deadline,
+    }
+    return {**config, "configurable": configurable}
+
+
+def tool_error(call: ToolCall, text: str) -> ToolMessage:
+    """The error tool message the model gets instead of a tool's result."""
+    return ToolMessage(text, tool_call_id=call["id"] or "", name=call["name"], status="error")
+
+
+def _failed(call: ToolCall, exc: Exception) -> ToolMessage:
+    return tool_error(call, f"Error: {type(exc).__name__}: {exc}")
+
+
+def call_tool(
+    tool: BaseTool, call: ToolCall, config: RunnableConfig, key: str, deadline: float | None
+) -> ToolMessage:
+    """Run `tool` for `call` with its blocking API; an error becomes an error message.
+
+    Raises:
+        StepTimeout: The step's deadline passed before the tool answered.
+    """
+    timeout = seconds_left(deadline)
+    tool_config = _tool_config(config, key, deadline)
+    try:
+        return cast(ToolMessage, _with_timeout(lambda: tool.invoke(call, tool_config), timeout))
+    except _OutOfTime:
+        raise StepTimeout from None
+    except GraphBubbleUp:
+        raise  # a tool may `interrupt()` to ask a person
+    except Exception as exc:
+        return _failed(call, exc)
+
+
+async def acall_tool(
+    tool: BaseTool, call: ToolCall, config: RunnableConfig, key: str, deadline: float | None
+) -> ToolMessage:
+    """Async twin of `call_tool`."""
+    timeout = seconds_left(deadline)
+    tool_config = _tool_config(config, key, deadline)
+    try:
+        return cast(ToolMessage, await _await_within(tool.ainvoke(call, tool_config), timeout))
+    except _OutOfTime:
+        raise StepTimeout from None
+    except GraphBubbleUp:
+        raise
+    except Exception as exc:
+        return _failed(call, exc)

@@ -1,0 +1,159 @@
+"""Per-run settings: `Context`, and the one place it meets the factory's values."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Annotated, Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from pydantic import Field
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Per-run settings, the graph's `context_schema`.
+
+    Pass as `context=` to `invoke`/`stream`; fields left as None keep the values given to
+    `create_agent_loop`. Studio shows them in its configuration pane.
+
+    Example:
+        >>> from agentloop_graph import Context, create_agent_loop
+        >>> loop = create_agent_loop("demo")
+        >>> len(loop.invoke({"task": "Plan a picnic"}, context=Context(max_steps=2))["plan"])
+        2
+    """
+
+    model: Annotated[
+        str | None,
+        Field(description='Model for this run: "demo", "ollama:<model>" or "provider:model".'),
+    ] = None
+    max_steps: Annotated[
+        int | None, Field(description="Plan length limit; longer plans are truncated.")
+    ] = None
+    max_adaptations: Annotated[
+        int | None, Field(description="Adapter calls allowed per failed step.")
+    ] = None
+    step_timeout: Annotated[
+        float | None, Field(description="Seconds allowed per executor attempt.")
+    ] = None
+    summarise_with_model: Annotated[
+        bool | None, Field(description="Ask the model for a final answer after the steps.")
+    ] = None
+    approve_plan: Annotated[
+        bool | None,
+        Field(
+            description="Pause after planning until a person approves, edits or rejects the plan."
+        ),
+    ] = None
+    tools: Annotated[
+        list[str] | None,
+        Field(description="Names of the loop's tools this run may call; all of them when unset."),
+    ] = None
+
+
+def check_count(name: str, value: object, minimum: int) -> None:
+    """Raise `ValueError` naming `name` unless `value` is an integer >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_seconds(name: str, value: object) -> None:
+    """Raise `ValueError` naming `name` unless `value` is None or a finite number > 0."""
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+
+
+def check_flag(name: str, value: object) -> None:
+    """Raise `ValueError` naming `name` unless `value` is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    """The chat model of each phase."""
+
+    planner: BaseChatModel
+    executor: BaseChatModel
+    adapter: BaseChatModel
+    summariser: BaseChatModel
+    executor_with_tools: Runnable[Any, Any]
+    """The executor's model with the run's tools bound (itself when there are none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a node needs to know for one run."""
+
+    models: Models
+    tools: dict[str, BaseTool]
+    max_steps: int
+    max_adaptations: int
+    step_timeout: float | None
+    summarise_with_model: bool
+    max_tool_rounds: int
+    approve_plan: bool
+    model_timeout: float | None
+    max_retries: int
+
+
+ModelsFor = Callable[[str | None, tuple[str, ...]], Models]
+"""The phases' models for a model string (None: the factory's) with these tools bound."""
+
+_OVERRIDES = (
+    "max_steps",
+    "max_adaptations",
+    "step_timeout",
+    "summarise_with_model",
+    "approve_plan",
+)
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise `ValueError` naming the first setting that is out of range."""
+    check_count("max_steps", settings.max_steps, 1)
+    check_count("max_adaptations", settings.max_adaptations, 0)
+    check_count("max_tool_rounds", settings.max_tool_rounds, 0)
+    check_count("max_retries", settings.max_retries, 0)
+    check_seconds("step_timeout", settings.step_timeout)
+    check_seconds("model_timeout", settings.model_timeout)
+    check_flag("summarise_with_model", settings.summarise_with_model)
+    check_flag("approve_plan", settings.approve_plan)
+
+
+def resolve(defaults: Settings, context: Context | None, models_for: ModelsFor) -> Settings:
+    """The settings of one run: the factory's `defaults`, overridden by the run's `context`.
+
+    Raises:
+        ValueError: A context field is out of range or names an unknown tool.
+    """
+    if context is None:
+        return defaults
+    overrides: dict[str, Any] = {
+        name: value for name in _OVERRIDES if (value := getattr(context, name)) is not None
+    }
+    if context.model is not None or context.tools is not None:
+        tools = defaults.tools
+        if context.tools is not None:
+            if unknown := sorted(set(context.tools) - set(tools)):
+                known = sorted(tools)
+                raise ValueError(
+                    f"context.tools names unknown tools {unknown}; the loop has {known}"
+                )
+            tools = {name: tool for name, tool in tools.items() if name in context.tools}
+        overrides["tools"] = tools
+        overrides["models"] = models_for(context.model, tuple(tools))
+    if not overrides:
+        return defaults
+    settings = replace(defaults, **overrides)
+    check_settings(settings)
+    return settings
