@@ -7,12 +7,13 @@ event loop is never blocked); these twins are where the two ways differ.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -50,6 +51,50 @@ class StepTimeout(Exception):
     """The attempt ran past the step's deadline (`step_timeout`)."""
 
 
+class StreamClosed(BaseException):
+    """The run's blocking stream was closed: the run stops where it is.
+
+    A `BaseException`, like `asyncio.CancelledError`, so that no step records it as a
+    failure: the run ends as a cancelled async run does, resumable from its last
+    finished node.
+    """
+
+
+STOP_KEY = "__agentloop_stop"
+"""Where a blocking run's `Stop` travels in `config["configurable"]`."""
+
+
+class Stop:
+    """Set when a blocking `stream()` is closed: the call in flight is abandoned at once
+    and no model or tool call starts afterwards. One per run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._waiting: set[Future[Any]] = set()
+
+    def set(self) -> None:
+        """Stop the run: wake every call waiting on an answer."""
+        with self._lock:
+            self._stopped = True
+            waiting, self._waiting = self._waiting, set()
+        for future in waiting:
+            with contextlib.suppress(InvalidStateError):  # it has just answered
+                future.set_exception(StreamClosed())
+
+    def wait(self, future: Future[T], timeout: float | None) -> T:
+        """`future`'s result within `timeout` seconds, unless the run stops first."""
+        with self._lock:
+            if self._stopped:
+                raise StreamClosed
+            self._waiting.add(future)
+        try:
+            return future.result(timeout)
+        finally:
+            with self._lock:
+                self._waiting.discard(future)
+
+
 class _OutOfTime(Exception):
     """A time limit set by the loop ran out (as opposed to a call raising TimeoutError)."""
 
@@ -68,23 +113,34 @@ def seconds_left(deadline: float | None) -> float | None:
     return left
 
 
-def _with_timeout(fn: Callable[[], T], timeout: float | None) -> T:
-    if timeout is None:
+def _stop_of(config: RunnableConfig) -> Stop | None:
+    stop = config.get("configurable", {}).get(STOP_KEY)
+    return stop if isinstance(stop, Stop) else None
+
+
+def _with_timeout(fn: Callable[[], T], timeout: float | None, stop: Stop | None) -> T:
+    if timeout is None and stop is None:
         return fn()
     # A blocking call cannot be interrupted: give it a daemon thread and stop waiting at
-    # the deadline. Its late answer is dropped, and it cannot hold up interpreter exit.
+    # the deadline (or when the stream is closed). Its late answer is dropped, and it
+    # cannot hold up interpreter exit.
     future: Future[T] = Future()
+    future.set_running_or_notify_cancel()
     context = contextvars.copy_context()
 
     def call() -> None:
         try:
-            future.set_result(context.run(fn))
+            result = context.run(fn)
         except BaseException as exc:
-            future.set_exception(exc)
+            with contextlib.suppress(InvalidStateError):
+                future.set_exception(exc)
+        else:
+            with contextlib.suppress(InvalidStateError):
+                future.set_result(result)
 
     threading.Thread(target=call, name="agentloop-call", daemon=True).start()
     try:
-        return future.result(timeout)
+        return future.result(timeout) if stop is None else stop.wait(future, timeout)
     except FutureTimeout:
         if future.done():  # the call itself raised TimeoutError
             raise
@@ -140,13 +196,13 @@ def call_model(
     Transient errors (a 5xx or 429 answer, a connection cut) are retried with backoff.
     """
     model, prompt, call_config = request.model, request.prompt, _model_config(config, request)
+    stop = _stop_of(config)
     for retry in itertools.count():
         try:
             timeout, out_of_time = _limit(request, settings)
             try:
-                return cast(
-                    AIMessage, _with_timeout(lambda: model.invoke(prompt, call_config), timeout)
-                )
+                answer = _with_timeout(lambda: model.invoke(prompt, call_config), timeout, stop)
+                return cast(AIMessage, answer)
             except _OutOfTime:
                 raise out_of_time from None
         except GraphBubbleUp:
@@ -217,8 +273,11 @@ def call_tool(
     """
     timeout = seconds_left(deadline)
     tool_config = _tool_config(config, key, deadline)
+    stop = _stop_of(config)
     try:
-        return cast(ToolMessage, _with_timeout(lambda: tool.invoke(call, tool_config), timeout))
+        return cast(
+            ToolMessage, _with_timeout(lambda: tool.invoke(call, tool_config), timeout, stop)
+        )
     except _OutOfTime:
         raise StepTimeout from None
     except GraphBubbleUp:

@@ -8,8 +8,8 @@ unfinished) is refused here, where `stream`/`astream` (and so `invoke`, `ainvoke
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -17,6 +17,7 @@ from langgraph.constants import CONF, CONFIG_KEY_CHECKPOINTER
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
+from agentloop_graph.calls import STOP_KEY, Stop
 from agentloop_graph.context import Context
 from agentloop_graph.state import loop_input
 
@@ -26,6 +27,20 @@ limit only has to stay out of its way."""
 DEFAULT_RECURSION_LIMIT = 25
 """What LangChain fills in when a caller sets none (`astream_events`, a parent graph):
 being explicit, it would override a limit set with `with_config`."""
+
+
+def _stopping(chunks: Generator[Any, None, None], stop: Stop) -> Iterator[Any]:
+    """`chunks`, the run stopped at once when the reader closes them.
+
+    A blocking run's node runs beside the reader; closing the stream would otherwise
+    wait for the node's model or tool call to answer, and let the node go on.
+    """
+    try:
+        for chunk in chunks:  # noqa: UP028 (`yield from` would close `chunks` before `stop`)
+            yield chunk
+    finally:
+        stop.set()
+        chunks.close()
 
 
 class UnfinishedRunError(ValueError):
@@ -98,7 +113,11 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
         input, config, kwargs, check = self._start(input, config, kwargs)
         if check and self._resumes(self.get_state(config), config):
             input = None
-        return super().stream(input, config, **kwargs)
+        stop = Stop()
+        config[CONF] = {**config.get(CONF, {}), STOP_KEY: stop}
+        return _stopping(
+            cast(Generator[Any, None, None], super().stream(input, config, **kwargs)), stop
+        )
 
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any

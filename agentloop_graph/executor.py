@@ -157,7 +157,7 @@ def _review(state: StepInput, settings: Settings) -> dict[str, Any]:
     if answer is True:
         return {"cursor": {**cursor, "approved": True}}
     if answer is False:
-        summary = f"{state['task']}: Plan rejected; no step ran."
+        summary = f"{cap(state['task'], MAX_TEXT_CHARS)}: Plan rejected; no step ran."
         return {"status": "cancelled", "summary": summary}
     plan = [cap(step.strip(), MAX_TEXT_CHARS) for step in answer]
     kept = plan[: settings.max_steps]
@@ -225,6 +225,7 @@ def _end(
             "attempt": attempt.number,
             "step_started_at": attempt.started_at,
             "error": error,
+            "first_error": cursor["first_error"] or error,
             "needs_adaptation": True,
         }
         return {"cursor": retry}, [failed]

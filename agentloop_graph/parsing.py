@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
 # "1. x", "1) x", "Step 1: x", "**1.** x", "- Step 1 - x", "### 2. x": the number is what counts.
@@ -26,8 +26,26 @@ MAX_TEXT_CHARS = 2_000
 """Longest planned step, revised step or error text kept in state."""
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""NUL and surrogates: PostgreSQL's JSON cannot hold the one, UTF-8 cannot encode the other."""
+
+
+def storable(text: str) -> str:
+    """`text` with what a checkpointer cannot store (NUL, lone surrogates) replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def storable_message(message: BaseMessage) -> BaseMessage:
+    """`message`, its text content made `storable`."""
+    content = message.content
+    if isinstance(content, str) and _UNSTORABLE.search(content):
+        return message.model_copy(update={"content": storable(content)})
+    return message
+
+
 def cap(text: str, limit: int) -> str:
-    """`text` if it fits in `limit` characters, else its start and a marker, `limit` in all."""
+    """`text` made `storable`, cut to its start and a marker if longer than `limit`."""
+    text = storable(text)
     if len(text) <= limit:
         return text
     marker = f" …[{len(text)} characters, cut]"

@@ -52,7 +52,7 @@ def _apply(
     cursor = new_cursor(
         approved=not settings.approve_plan, run_id=None if run_id is None else str(run_id)
     )
-    update = new_run(task_id, task, cursor)
+    update = new_run(task_id, cursor)
     model = settings.models.planner
     if isinstance(reply, Exception):
         summary = f"Planning failed: {cap(describe_error(model, reply), MAX_TEXT_CHARS)}"
@@ -68,7 +68,7 @@ def _apply(
     event: PlanReady = {
         "event": "agentic.plan_ready",
         "task_id": task_id,
-        "task": task,
+        "task": cap(task, MAX_TEXT_CHARS),
         "steps": kept,
         "total": len(kept),
         "plan_format": plan_format,

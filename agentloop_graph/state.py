@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, TypeVar
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, convert_to_messages
 from langgraph.channels import DeltaChannel
 from langgraph.graph.message import add_messages
 from langgraph.types import Overwrite
 from typing_extensions import TypedDict
+
+from agentloop_graph.parsing import storable, storable_message
+
+T = TypeVar("T")
 
 RunStatus = Literal["completed", "partial", "failed", "cancelled"]
 StepStatus = Literal["completed", "adapted", "failed"]
@@ -47,9 +51,9 @@ def append_steps(steps: list[StepRecord], writes: Sequence[list[StepRecord]]) ->
     return [*steps, *(record for write in writes for record in write)]
 
 
-def latest_plan(plan: list[str], writes: Sequence[list[str]]) -> list[str]:
-    """Reducer of `plan`: the latest write replaces it."""
-    return list(writes[-1]) if writes else plan
+def latest(value: T, writes: Sequence[T]) -> T:
+    """Reducer of `task` and `plan`: the latest write replaces the value."""
+    return writes[-1] if writes else value
 
 
 class StepRecord(TypedDict):
@@ -89,6 +93,9 @@ class OpenStep(TypedDict):
     """Revised text to attempt next for the open step, or None for the planned text."""
     error: str | None
     """The open step's last failure, or None."""
+    first_error: str | None
+    """The open step's first failure, or None: the root cause, kept when later attempts
+    fail differently."""
     needs_adaptation: bool
     """The last attempt failed and the adapter may still revise the step."""
     step_usage: Usage
@@ -111,7 +118,9 @@ class Cursor(OpenStep):
     server that delivers that run again resumes it instead of starting over."""
 
 
-Plan = Annotated[list[str], DeltaChannel(latest_plan)]
+Task = Annotated[str, DeltaChannel(latest)]
+"""Stored as deltas: a checkpoint does not copy the task again, however long it is."""
+Plan = Annotated[list[str], DeltaChannel(latest)]
 """Stored as deltas: a checkpoint does not copy the plan again."""
 Steps = Annotated[list["StepRecord"], DeltaChannel(append_steps)]
 """Stored as deltas: a checkpoint does not rewrite every earlier step."""
@@ -120,7 +129,7 @@ Steps = Annotated[list["StepRecord"], DeltaChannel(append_steps)]
 class InputState(TypedDict):
     """What callers pass in: a task, or messages whose last human message is the task."""
 
-    task: NotRequired[str]
+    task: NotRequired[Task]
     """The task to plan and execute."""
     messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
     """Conversation; its last human message is the task when `task` is not given."""
@@ -131,7 +140,7 @@ class OutputState(TypedDict):
 
     task_id: str
     """Short id of the run, also carried by every progress event."""
-    task: str
+    task: Task
     """The task that was run."""
     plan: Plan
     """The planned steps, after truncation to `max_steps`."""
@@ -165,7 +174,7 @@ class AgentLoopState(OutputState):
 class PlannerInput(TypedDict):
     """The planner's view (and, for its router, the plan it wrote)."""
 
-    task: str
+    task: Task
     plan: Plan
 
 
@@ -173,7 +182,7 @@ class StepInput(TypedDict):
     """The executor's and the adapter's view (and their routers')."""
 
     task_id: str
-    task: str
+    task: Task
     plan: Plan
     steps: Steps
     cursor: Cursor
@@ -186,12 +195,12 @@ class SummariserInput(StepInput):
     summary: str | None
 
 
-def new_run(task_id: str, task: str, cursor: Cursor) -> dict[str, Any]:
-    """The update that starts a run: every output key set afresh (so a new task on a
-    thread starts from a clean slate), the plan empty until one is made."""
+def new_run(task_id: str, cursor: Cursor) -> dict[str, Any]:
+    """The update that starts a run: every output key but the input's `task` set afresh
+    (so a new task on a thread starts from a clean slate), the plan empty until one is
+    made."""
     return {
         "task_id": task_id,
-        "task": task,
         "plan": [],
         "steps": Overwrite([]),
         "summary": None,
@@ -210,6 +219,7 @@ def no_open_step() -> OpenStep:
         "step_started_at": None,
         "description": None,
         "error": None,
+        "first_error": None,
         "needs_adaptation": False,
         "step_usage": no_usage(),
     }
@@ -263,4 +273,7 @@ def loop_input(value: object) -> dict[str, Any]:
         raise ValueError(f"task must be a string, got {type(task).__name__}")
     if not task.strip():
         raise ValueError("task is empty: describe what the loop should do")
-    return {"task": task.strip(), **({"messages": messages} if messages else {})}
+    cleaned: dict[str, Any] = {"task": storable(task.strip())}
+    if messages:
+        cleaned["messages"] = [storable_message(m) for m in convert_to_messages(messages)]
+    return cleaned

@@ -56,6 +56,10 @@ def end_step(
     `cursor` is the open step's, its token counts brought up to date.
     """
     step = open_step(state)
+    first = cursor["first_error"]
+    if status == "failed" and first is not None and first != error:
+        # The root cause stays beside the last failure, as the original loop kept both.
+        error = f"{first}; Adaptation also failed: {error}"
     record: StepRecord = {
         "step_num": step,
         "description": state["plan"][step - 1],

@@ -12,7 +12,7 @@ from langchain_core.runnables import RunnableConfig
 
 from agentloop_graph.calls import ModelRequest, acall_model, call_model
 from agentloop_graph.context import Settings
-from agentloop_graph.parsing import clean_answer
+from agentloop_graph.parsing import MAX_RESULT_CHARS, MAX_TEXT_CHARS, cap, clean_answer
 from agentloop_graph.progress import SUMMARY_PREVIEW, TaskComplete, aemit, emit
 from agentloop_graph.prompts import summariser_prompt
 from agentloop_graph.state import RunStatus, StepRecord, SummariserInput, add_usage
@@ -48,7 +48,7 @@ def _outcome(state: SummariserInput) -> tuple[str, RunStatus]:
         # Planning failed or the plan was rejected: the summary is already written.
         return state["summary"] or state["status"], state["status"]
     cursor, plan, steps = state["cursor"], state["plan"], state["steps"]
-    summary = counts_line(state["task"], len(plan), steps)
+    summary = counts_line(cap(state["task"], MAX_TEXT_CHARS), len(plan), steps)
     truncated = cursor["planned"] > len(plan)
     if truncated:
         summary += f" The plan was cut from {cursor['planned']} to {len(plan)} steps (max_steps)."
@@ -77,7 +77,7 @@ def _apply(
     if isinstance(reply, Exception):
         logger.warning("the final answer could not be written", exc_info=reply)
     elif reply is not None:
-        answer = clean_answer(reply.text) or None
+        answer = cap(clean_answer(reply.text), MAX_RESULT_CHARS) or None
         usage = add_usage(usage, [reply])
     duration_ms = int((time.time() - cursor["started_at"]) * 1000)
     event: TaskComplete = {

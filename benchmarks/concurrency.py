@@ -92,9 +92,8 @@ def floor_graph(model: ScriptedChatModel, steps: int) -> Any:
 def contract_floor_graph(model: ScriptedChatModel, steps: int) -> Any:
     async def planner(state: PlannerInput) -> dict[str, Any]:
         await model.ainvoke("Break this task into steps")
-        task = state.get("task") or ""
         plan = [f"Do part {i}" for i in range(1, steps + 1)]
-        return {**new_run("floor", task, new_cursor(approved=True, run_id=None)), "plan": plan}
+        return {**new_run("floor", new_cursor(approved=True, run_id=None)), "plan": plan}
 
     async def executor(state: StepInput) -> dict[str, Any]:
         await model.ainvoke("Execute this step")

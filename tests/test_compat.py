@@ -52,7 +52,9 @@ async def test_run_with_progress_and_adapted_and_failed_steps() -> None:
         (3, "c", "failed"),
     ]
     assert result.steps[1].result == "rb2"
-    assert result.steps[2].result == "Failed: RuntimeError: no idea"
+    assert result.steps[2].result == (
+        "Failed: RuntimeError: c broke; Adaptation also failed: RuntimeError: no idea"
+    )
     assert result.total_duration_ms >= 0 and len(result.task_id) >= 8
 
 

@@ -134,7 +134,8 @@ def test_adapter_failure_fails_step_and_loop_goes_on(run: Run) -> None:
     failed, done = out["steps"]
     assert failed["status"] == "failed"
     assert failed["result"] == ""
-    assert failed["error"] == "adapter timed out"
+    # The root cause stays beside the last failure, as in the original loop.
+    assert failed["error"] == "RuntimeError: a broke; Adaptation also failed: adapter timed out"
     assert failed["attempts"] == 1
     assert done["status"] == "completed"
     assert out["status"] == "partial"
@@ -174,7 +175,7 @@ def test_max_adaptations_bounds_attempts(run: Run) -> None:
     (step,) = out["steps"]
     assert step["status"] == "failed"
     assert step["attempts"] == 3
-    assert step["error"] == "RuntimeError: fail 3"
+    assert step["error"] == "RuntimeError: fail 1; Adaptation also failed: RuntimeError: fail 3"
     assert step["adaptation"] == "a, third way"
     assert len(model.calls_from("adapter")) == 2
 
