@@ -7,7 +7,9 @@ what every loop prompt carries: the task from a `Task: ...` line (else the whole
 step from `Step i/N: <description>`, the plan's limit from "at most N".
 
 - `planner`: up to four steps for any task.
-- `executor`: `[demo] Step N done: <description>.`
+- `executor`: `[demo] Step N done: <description>.` With tools bound, it first calls one (the
+  one the step names, else the first) with arguments made from its schema, then reports what
+  the tool said.
 - `adapter`: the failed step, to be done "one small piece at a time".
 - `summariser`: a final answer that says which steps failed, if any did.
 
@@ -49,6 +51,8 @@ _FAILED_LINE = re.compile(r"^(?:(\d+)\. )?.*?FAILED \((.*)\)[ \t]*$", re.MULTILI
 _MULTI_STEP = re.compile(r"\b(plan|steps?|then)\b", re.IGNORECASE)
 _REVISED = "Alternative approach: "
 _LOOP_TOOL = "plan_and_execute"
+_EXCERPT = 120
+"""Characters of a tool's result quoted in a step's answer."""
 
 PLAN = (
     "Pin down what is being asked: {task}",
@@ -86,7 +90,7 @@ class DemoChatModel(BaseChatModel):
         tool_choice: str | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools; of those, the demo only ever calls `plan_and_execute`."""
+        """Bind tools, keeping their schemas: the executor calls them from those."""
         return self.bind(tools=[convert_to_openai_tool(tool) for tool in tools], **kwargs)
 
     def _generate(
@@ -146,7 +150,7 @@ def reply(
     if node == "planner":
         return _plan(prompt)
     if node == "executor":
-        return _execute(prompt)
+        return _execute(prompt, messages, tools)
     if node == "adapter":
         _, description = _step(prompt)
         return f"{_REVISED}{description}, one small piece at a time"
@@ -191,17 +195,89 @@ def _fails(task: str, number: int, description: str) -> bool:
     return number in broken or (number in failing and not description.startswith(_REVISED))
 
 
-def _execute(prompt: str) -> str:
+def _execute(
+    prompt: str, messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]]
+) -> AIMessage | str:
     number, description = _step(prompt)
     if number is not None and _fails(_task(prompt), number, description):
         raise DemoModelError(f"simulated failure of step {number}, as the task asked")
+    done = f"[demo] Step {number} done: {description}"
     if number is None:
-        return f"[demo] Done: {description}."
-    return f"[demo] Step {number} done: {description}."
+        done = f"[demo] Done: {description}"
+    # One tool call per attempt, so the loop's tool loop shows and always ends.
+    results = _tool_results(messages)
+    if results:
+        said = results[-1]
+        return f"{done} ({said.name or 'the tool'} said: {_excerpt(said.text)})."
+    callable_tools = [tool for tool in tools if _name(tool) != _LOOP_TOOL]
+    if callable_tools:
+        return _tool_call(_pick(callable_tools, description), description, prompt)
+    return f"{done}."
+
+
+def _tool_results(messages: Sequence[BaseMessage]) -> list[ToolMessage]:
+    """The tool messages after the last human message: this attempt's tool results."""
+    results: list[ToolMessage] = []
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
+        if isinstance(message, ToolMessage):
+            results.insert(0, message)
+    return results
 
 
 def _name(tool: Mapping[str, Any]) -> str:
     return str(tool["function"]["name"])
+
+
+def _pick(tools: Sequence[Mapping[str, Any]], description: str) -> Mapping[str, Any]:
+    """The first tool the step names (`word_count` or "word count"), else the first tool."""
+    text = description.lower()
+    for tool in tools:
+        name = _name(tool).lower()
+        if name in text or name.replace("_", " ") in text:
+            return tool
+    return tools[0]
+
+
+def _tool_call(tool: Mapping[str, Any], description: str, prompt: str) -> AIMessage:
+    name = _name(tool)
+    args = _arguments(tool["function"].get("parameters", {}), description)
+    call = {"name": name, "args": args, "id": _call_id(f"{name}\n{prompt}")}
+    return AIMessage("", tool_calls=[call])
+
+
+def _arguments(schema: Mapping[str, Any], text: str) -> dict[str, Any]:
+    """Values for the required properties of an object `schema`."""
+    properties = schema.get("properties", {})
+    return {key: _value(properties.get(key, {}), text) for key in schema.get("required", ())}
+
+
+def _value(schema: Mapping[str, Any], text: str) -> Any:
+    """A value `schema` accepts: `text` for a string, 1 for a number, and so on."""
+    if schema.get("enum"):
+        return schema["enum"][0]
+    options = [o for o in schema.get("anyOf", ()) if o.get("type") != "null"]
+    if options:
+        return _value(options[0], text)
+    kind = schema.get("type", "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind in ("integer", "number"):
+        return 1
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return [_value(schema.get("items", {}), text)]
+    if kind == "object":
+        return _arguments(schema, text)
+    # Strings, and whatever else the schema allows, get the step's words.
+    return text
+
+
+def _excerpt(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _EXCERPT else flat[: _EXCERPT - 1] + "…"
 
 
 def _final_answer(prompt: str) -> str:

@@ -1,4 +1,4 @@
-"""The demo model: phases by the calling node, any prompt wording, honest answers."""
+"""The demo model: phases by the calling node, any prompt wording, tools, honest answers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
-from agentloop_graph import create_agent_loop
+from agentloop_graph import create_agent_loop, plan_and_execute_tool
 from agentloop_graph.demo import PLAN, DemoChatModel, DemoModelError
 from tests.conftest import Run
 
@@ -171,3 +171,79 @@ def test_the_final_answer_of_a_clean_run_is_unchanged(run: Run) -> None:
         "[demo] Final answer for 'Plan a picnic, fail step 2': every step was worked through "
         "in order."
     )
+
+
+def test_with_tools_each_step_calls_one_and_reports_what_it_said(run: Run) -> None:
+    calls: list[tuple[str, str, int]] = []
+
+    def measure(text: str, scale: int) -> str:
+        """Count the words of a text."""
+        calls.append(("measure", text, scale))
+        return f"{len(text.split()) * scale} words"
+
+    def weather(place: str) -> str:
+        """The weather at a place."""
+        calls.append(("weather", place, 0))
+        return "Sunny,\n  20 C"
+
+    task = "Plan a picnic, check the weather, fail step 3"
+    out = run(create_agent_loop("demo", tools=[measure, weather]), {"task": task})
+    plan = out["plan"]
+    revised = out["steps"][2]["adaptation"]
+    # The first step quotes the task, which names `weather`; the others use the first tool.
+    assert calls == [
+        ("weather", plan[0], 0),
+        ("measure", plan[1], 1),
+        ("measure", revised, 1),
+        ("measure", plan[3], 1),
+    ]
+    assert [s["status"] for s in out["steps"]] == ["completed", "completed", "adapted", "completed"]
+    assert (
+        out["steps"][0]["result"] == f"[demo] Step 1 done: {plan[0]} (weather said: Sunny, 20 C)."
+    )
+    words = len(plan[1].split())
+    assert out["steps"][1]["result"] == (
+        f"[demo] Step 2 done: {plan[1]} (measure said: {words} words)."
+    )
+    assert out["steps"][2]["result"].startswith(f"[demo] Step 3 done: {revised} (measure said: ")
+
+
+def test_tool_calls_are_deterministic() -> None:
+    def measure(text: str) -> str:
+        """Count the words of a text."""
+        return str(len(text.split()))
+
+    graph, graph_input = one_node(
+        "executor", HumanMessage("Task: t\nStep 1/1: go"), tools=(measure,)
+    )
+    first, second = (graph.invoke(graph_input)["reply"].tool_calls for _ in range(2))
+    assert first == second
+    assert [(c["name"], c["args"]) for c in first] == [("measure", {"text": "go"})]
+    assert first[0]["id"].startswith("call_")
+
+
+def test_arguments_follow_the_tools_schema() -> None:
+    def book(
+        place: str, people: int, budget: float, outdoors: bool, items: list[str], note: str = ""
+    ) -> str:
+        """Book a spot."""
+        return "booked"
+
+    graph, graph_input = one_node(
+        "executor", HumanMessage("Task: t\nStep 1/2: Find a park"), tools=(book,)
+    )
+    (call,) = graph.invoke(graph_input)["reply"].tool_calls
+    assert call["args"] == {
+        "place": "Find a park",
+        "people": 1,
+        "budget": 1,
+        "outdoors": True,
+        "items": ["Find a park"],
+    }
+
+
+def test_the_loop_tool_is_never_called_from_a_step(run: Run) -> None:
+    inner = plan_and_execute_tool(create_agent_loop("demo"))
+    out = run(create_agent_loop("demo", tools=[inner]), {"task": PICNIC})
+    assert out["steps"][0]["result"] == f"[demo] Step 1 done: {DEMO_PLAN[0]}."
+    assert out["status"] == "completed"
