@@ -1,13 +1,26 @@
 """The offline, deterministic demo model behind the `"demo"` model string.
 
-It reads the loop's own prompts, plans up to four steps for any task, answers each step
-and writes a final answer, every text marked `[demo]`. A task that says `fail step N`
-makes the first attempt at step N fail, so the adapter path shows; `break step N` makes
-every attempt at step N fail, so the step ends failed and the run partial.
+It tells the loop's phases apart by the node that calls it (LangGraph's `langgraph_node` run
+metadata), never by the prompts' wording, so it keeps working when the prompt templates are
+replaced or a system prompt comes first. Of the prompt (the last human message) it reads only
+what every loop prompt carries: the task from a `Task: ...` line (else the whole prompt), the
+step from `Step i/N: <description>`, the plan's limit from "at most N".
 
-As a chat model with a `plan_and_execute` tool bound (as in the composed chat app), it hands
-requests that look multi-step (they mention a plan, steps, or "then") to that tool and
-answers everything else directly.
+- `planner`: up to four steps for any task.
+- `executor`: `[demo] Step N done: <description>.` With tools bound, it first calls one (the
+  one the step names, else the first) with arguments made from its schema, then reports what
+  the tool said.
+- `adapter`: the failed step, to be done "one small piece at a time".
+- `summariser`: a final answer that says which steps failed, if any did.
+
+A task that says `fail step N` makes the first attempt at step N fail, so the adapter path
+shows; `break step N` makes every attempt at step N fail, so the step ends failed and the run
+partial. Every such phrase in the task counts (`fail step 1, break step 3`).
+
+Outside the loop's nodes (in a chat app's own node, or called directly) it is a chat model:
+with a `plan_and_execute` tool bound it hands requests that look multi-step (they mention a
+plan, steps, or "then") to that tool, relays what the tool reports, and answers everything
+else directly.
 """
 
 from __future__ import annotations
@@ -16,23 +29,30 @@ import asyncio
 import re
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 _TASK = re.compile(r"^Task: (.*)$", re.MULTILINE)
-_STEP = re.compile(r"^Step (\d+)/(\d+)(?: failed)?: (.*)$", re.MULTILINE)
+# The description is what follows the first colon on the step's line (`Step 2/4: ...`,
+# `Step 2/4 failed: ...`); "Step 1: <result>" lines of earlier steps have no "/N".
+_STEP = re.compile(r"\bStep (\d+)/\d+(?:[^:\n]*:[ \t]*(.*))?")
 _AT_MOST = re.compile(r"at most (\d+)")
 _FAIL = re.compile(r"fail step (\d+)", re.IGNORECASE)
 _BREAK = re.compile(r"break step (\d+)", re.IGNORECASE)
-_REVISED = "Alternative approach: "
+_RESULT_LINE = re.compile(r"^\d+\. ", re.MULTILINE)
+_FAILED_LINE = re.compile(r"^(?:(\d+)\. )?.*?FAILED \((.*)\)[ \t]*$", re.MULTILINE)
 _MULTI_STEP = re.compile(r"\b(plan|steps?|then)\b", re.IGNORECASE)
+_REVISED = "Alternative approach: "
+_LOOP_TOOL = "plan_and_execute"
+_EXCERPT = 120
+"""Characters of a tool's result quoted in a step's answer."""
 
 PLAN = (
     "Pin down what is being asked: {task}",
@@ -70,9 +90,8 @@ class DemoChatModel(BaseChatModel):
         tool_choice: str | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools; of those, the demo only ever calls `plan_and_execute`."""
-        names = [convert_to_openai_tool(tool)["function"]["name"] for tool in tools]
-        return self.bind(tool_names=names)
+        """Bind tools, keeping their schemas: the executor calls them from those."""
+        return self.bind(tools=[convert_to_openai_tool(tool) for tool in tools], **kwargs)
 
     def _generate(
         self,
@@ -83,7 +102,7 @@ class DemoChatModel(BaseChatModel):
     ) -> ChatResult:
         if self.latency:
             time.sleep(self.latency)
-        return _result(reply(messages, kwargs.get("tool_names", ())))
+        return _result(reply(messages, _node(run_manager), kwargs.get("tools", ())))
 
     async def _agenerate(
         self,
@@ -94,7 +113,13 @@ class DemoChatModel(BaseChatModel):
     ) -> ChatResult:
         if self.latency:
             await asyncio.sleep(self.latency)
-        return _result(reply(messages, kwargs.get("tool_names", ())))
+        return _result(reply(messages, _node(run_manager), kwargs.get("tools", ())))
+
+
+def _node(run_manager: Any) -> str | None:
+    metadata = getattr(run_manager, "metadata", None) or {}
+    node = metadata.get("langgraph_node")
+    return node if isinstance(node, str) else None
 
 
 def _result(message: AIMessage | str) -> ChatResult:
@@ -102,43 +127,186 @@ def _result(message: AIMessage | str) -> ChatResult:
     return ChatResult(generations=[ChatGeneration(message=message)])
 
 
-def reply(messages: Sequence[BaseMessage], tool_names: Sequence[str] = ()) -> AIMessage | str:
-    """The demo's answer to `messages`: a loop prompt, or a chat turn."""
-    last = messages[-1] if messages else None
-    if isinstance(last, ToolMessage):
-        return f"[demo] Here is what the agent loop reported: {last.text}"
-    prompt = last.text if last is not None else ""
-    task_match = _TASK.search(prompt)
-    task = task_match.group(1) if task_match else prompt.strip()
-    step = _STEP.search(prompt)
-    if prompt.startswith("Break this task into numbered steps"):
-        limit = int(m.group(1)) if (m := _AT_MOST.search(prompt)) else len(PLAN)
-        steps = [s.format(task=task) for s in PLAN][:limit]
-        return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
-    if step and "Propose one alternative" in prompt:
-        return f"{_REVISED}{step.group(3)}, one small piece at a time"
-    if step:
-        number, description = int(step.group(1)), step.group(3)
-        fail = _FAIL.search(task)
-        broken = _BREAK.search(task)
-        first_try = not description.startswith(_REVISED)
-        if (fail and int(fail.group(1)) == number and first_try) or (
-            broken and int(broken.group(1)) == number
-        ):
-            raise DemoModelError(f"simulated failure of step {number}, as the task asked")
-        return f"[demo] Step {number} done: {description}."
-    if "Write the final answer" in prompt:
+def reply(
+    messages: Sequence[BaseMessage],
+    node: str | None = None,
+    tools: Sequence[Mapping[str, Any]] = (),
+) -> AIMessage | str:
+    """The demo's answer to `messages`.
+
+    Args:
+        messages: The conversation; its last human message is the prompt.
+        node: The LangGraph node calling the model (`langgraph_node`), which names the
+            loop's phase; any other node, or None, makes it a chat turn.
+        tools: The bound tools, as OpenAI tool schemas.
+
+    Returns:
+        The answer: text, or a message with a tool call.
+
+    Raises:
+        DemoModelError: The task asks for this step attempt to fail.
+    """
+    prompt = _last_human_text(messages)
+    if node == "planner":
+        return _plan(prompt)
+    if node == "executor":
+        return _execute(prompt, messages, tools)
+    if node == "adapter":
+        _, description = _step(prompt)
+        return f"{_REVISED}{description}, one small piece at a time"
+    if node == "summariser":
+        return _final_answer(prompt)
+    return _chat(prompt, messages, tools)
+
+
+def _last_human_text(messages: Sequence[BaseMessage]) -> str:
+    # A system prompt may come first, and tool results after it.
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.text
+    return ""
+
+
+def _task(prompt: str) -> str:
+    if match := _TASK.search(prompt):
+        return match.group(1).strip()
+    # One line, so that a plan step quoting it stays one numbered item.
+    return " ".join(prompt.split())
+
+
+def _step(prompt: str) -> tuple[int | None, str]:
+    """The step's number and description; without a step line, the task stands in."""
+    match = _STEP.search(prompt)
+    description = match.group(2).strip() if match and match.group(2) else ""
+    return (int(match.group(1)) if match else None), description or _task(prompt)
+
+
+def _plan(prompt: str) -> str:
+    task = _task(prompt)
+    # The task's own words ("in at most 3 hours") are not the plan's limit.
+    limit = _AT_MOST.search(_TASK.sub("", prompt))
+    steps = [s.format(task=task) for s in PLAN][: int(limit.group(1)) if limit else len(PLAN)]
+    return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
+
+
+def _fails(task: str, number: int, description: str) -> bool:
+    broken = {int(n) for n in _BREAK.findall(task)}
+    failing = {int(n) for n in _FAIL.findall(task)}
+    return number in broken or (number in failing and not description.startswith(_REVISED))
+
+
+def _execute(
+    prompt: str, messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]]
+) -> AIMessage | str:
+    number, description = _step(prompt)
+    if number is not None and _fails(_task(prompt), number, description):
+        raise DemoModelError(f"simulated failure of step {number}, as the task asked")
+    done = f"[demo] Step {number} done: {description}"
+    if number is None:
+        done = f"[demo] Done: {description}"
+    # One tool call per attempt, so the loop's tool loop shows and always ends.
+    results = _tool_results(messages)
+    if results:
+        said = results[-1]
+        return f"{done} ({said.name or 'the tool'} said: {_excerpt(said.text)})."
+    callable_tools = [tool for tool in tools if _name(tool) != _LOOP_TOOL]
+    if callable_tools:
+        return _tool_call(_pick(callable_tools, description), description, prompt)
+    return f"{done}."
+
+
+def _tool_results(messages: Sequence[BaseMessage]) -> list[ToolMessage]:
+    """The tool messages after the last human message: this attempt's tool results."""
+    results: list[ToolMessage] = []
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
+        if isinstance(message, ToolMessage):
+            results.insert(0, message)
+    return results
+
+
+def _name(tool: Mapping[str, Any]) -> str:
+    return str(tool["function"]["name"])
+
+
+def _pick(tools: Sequence[Mapping[str, Any]], description: str) -> Mapping[str, Any]:
+    """The first tool the step names (`word_count` or "word count"), else the first tool."""
+    text = description.lower()
+    for tool in tools:
+        name = _name(tool).lower()
+        if name in text or name.replace("_", " ") in text:
+            return tool
+    return tools[0]
+
+
+def _tool_call(tool: Mapping[str, Any], description: str, prompt: str) -> AIMessage:
+    name = _name(tool)
+    args = _arguments(tool["function"].get("parameters", {}), description)
+    call = {"name": name, "args": args, "id": _call_id(f"{name}\n{prompt}")}
+    return AIMessage("", tool_calls=[call])
+
+
+def _arguments(schema: Mapping[str, Any], text: str) -> dict[str, Any]:
+    """Values for the required properties of an object `schema`."""
+    properties = schema.get("properties", {})
+    return {key: _value(properties.get(key, {}), text) for key in schema.get("required", ())}
+
+
+def _value(schema: Mapping[str, Any], text: str) -> Any:
+    """A value `schema` accepts: `text` for a string, 1 for a number, and so on."""
+    if schema.get("enum"):
+        return schema["enum"][0]
+    options = [o for o in schema.get("anyOf", ()) if o.get("type") != "null"]
+    if options:
+        return _value(options[0], text)
+    kind = schema.get("type", "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind in ("integer", "number"):
+        return 1
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return [_value(schema.get("items", {}), text)]
+    if kind == "object":
+        return _arguments(schema, text)
+    # Strings, and whatever else the schema allows, get the step's words.
+    return text
+
+
+def _excerpt(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _EXCERPT else flat[: _EXCERPT - 1] + "…"
+
+
+def _final_answer(prompt: str) -> str:
+    task = _task(prompt)
+    failed = _FAILED_LINE.findall(prompt)
+    if not failed:
         return f"[demo] Final answer for '{task}': every step was worked through in order."
-    if "plan_and_execute" in tool_names and _MULTI_STEP.search(prompt):
-        call = {
-            "name": "plan_and_execute",
-            "args": {"task": prompt.strip()},
-            "id": _call_id(prompt),
-        }
+    # The loop renders one numbered line per step that ran.
+    total = max(len(_RESULT_LINE.findall(prompt)), len(failed))
+    which = "; ".join(
+        f"step {number} failed ({error})" if number else f"a step failed ({error})"
+        for number, error in failed
+    )
+    return (
+        f"[demo] Final answer for '{task}': {total - len(failed)} of {total} steps done; {which}."
+    )
+
+
+def _chat(
+    prompt: str, messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]]
+) -> AIMessage | str:
+    if messages and isinstance(messages[-1], ToolMessage):
+        return f"[demo] Here is what the agent loop reported: {messages[-1].text}"
+    if any(_name(tool) == _LOOP_TOOL for tool in tools) and _MULTI_STEP.search(prompt):
+        call = {"name": _LOOP_TOOL, "args": {"task": prompt.strip()}, "id": _call_id(prompt)}
         return AIMessage("", tool_calls=[call])
     return f"[demo] (answered directly) You said: {prompt.strip()}"
 
 
-def _call_id(prompt: str) -> str:
+def _call_id(text: str) -> str:
     # Deterministic, like everything the demo says.
-    return f"call_{zlib.crc32(prompt.encode()):08x}"
+    return f"call_{zlib.crc32(text.encode()):08x}"

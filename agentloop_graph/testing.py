@@ -1,5 +1,8 @@
 """A scripted chat model for testing graphs that embed the loop.
 
+It tells the loop's phases apart by the node each call comes from (`langgraph_node` in the
+run metadata), so a script per node answers the right phase whatever the prompts say.
+
 Example:
     >>> from agentloop_graph import create_agent_loop
     >>> from agentloop_graph.testing import ScriptedChatModel
@@ -15,17 +18,18 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
@@ -60,6 +64,13 @@ class ModelCall:
         return self.messages[-1].text if self.messages else ""
 
 
+Script = deque[Response] | Callable[[ModelCall], Response]
+"""What answers one node's calls: the answers left to give, or a function of the call."""
+
+_WORDS = re.compile(r"\s*\S+\s*")
+"""A word with the spaces around it: the pieces a text answer streams in."""
+
+
 class ScriptedModelExhausted(AssertionError):
     """The script has no answer left for a call."""
 
@@ -67,24 +78,37 @@ class ScriptedModelExhausted(AssertionError):
 class ScriptedChatModel(BaseChatModel):
     """A chat model that answers from a script and records every call.
 
+    Text answers stream word by word through `stream`/`astream` (and so under LangGraph's
+    `stream_mode="messages"` or `astream_events`); `invoke`/`ainvoke` without a streaming
+    listener get them whole. Either way `calls` records one call per model call.
+
     Args:
-        responses: The answers, in the order the calls arrive: a list, a mapping from
-            node name to a list (each node consumes its own), or a function of the
-            `ModelCall` returning a `Response`.
+        responses: The answers: a list consumed in the order the calls arrive; a function
+            of the `ModelCall` answering every call; or a mapping from node name to either
+            (each node consumes its own list, or is answered by its own function; the key
+            `None` answers calls from any other node).
         latency: Seconds to wait before answering (asyncio sleep under async calls).
+
+    Example:
+        >>> from agentloop_graph import create_agent_loop
+        >>> model = ScriptedChatModel(
+        ...     responses={"planner": ["1. a\\n2. b"], "executor": lambda call: "done"}
+        ... )
+        >>> create_agent_loop(model, summarise_with_model=False).invoke({"task": "t"})["status"]
+        'completed'
     """
 
     responses: Any = ()
     latency: float = 0.0
-    _queues: dict[str | None, deque[Response]] = PrivateAttr(default_factory=dict)
+    _scripts: dict[str | None, Script] = PrivateAttr(default_factory=dict)
     _calls: list[ModelCall] = PrivateAttr(default_factory=list)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def model_post_init(self, context: Any) -> None:
-        if isinstance(self.responses, Mapping):
-            self._queues = {node: deque(items) for node, items in self.responses.items()}
-        elif not callable(self.responses):
-            self._queues = {None: deque(self.responses)}
+        scripts = self.responses if isinstance(self.responses, Mapping) else {None: self.responses}
+        self._scripts = {
+            node: script if callable(script) else deque(script) for node, script in scripts.items()
+        }
 
     @property
     def _llm_type(self) -> str:
@@ -110,19 +134,18 @@ class ScriptedChatModel(BaseChatModel):
         return self.bind(tools=[convert_to_openai_tool(tool) for tool in tools], **kwargs)
 
     def _next(self, call: ModelCall) -> tuple[float, AIMessage | BaseException]:
-        """The delay before the answer, and the answer; raises a scripted exception."""
+        """Record `call`; the delay before its answer, and the answer."""
         with self._lock:
             self._calls.append(call)
-            if callable(self.responses) and not isinstance(self.responses, Mapping):
-                response: Response = self.responses
+            script = self._scripts.get(call.node if call.node in self._scripts else None)
+            if isinstance(script, deque) and script:
+                response: Response = script.popleft()
+            elif callable(script):
+                response = script
             else:
-                queue = self._queues.get(call.node if call.node in self._queues else None)
-                if not queue:
-                    raise ScriptedModelExhausted(
-                        f"no scripted response left for call {len(self._calls)} "
-                        f"(node {call.node!r})"
-                    )
-                response = queue.popleft()
+                raise ScriptedModelExhausted(
+                    f"no scripted response left for call {len(self._calls)} (node {call.node!r})"
+                )
         delay = self.latency
         while not isinstance(response, str | AIMessage | BaseException):
             if isinstance(response, Slow):
@@ -136,7 +159,9 @@ class ScriptedChatModel(BaseChatModel):
     def _call(
         self, messages: list[BaseMessage], run_manager: Any, kwargs: Any, is_async: bool
     ) -> ModelCall:
-        metadata = getattr(run_manager, "metadata", None) or {}
+        # LangChain streams without handing `_stream` the run manager; the run's config,
+        # which LangGraph sets for each node, carries the same metadata.
+        metadata = getattr(run_manager, "metadata", None) or ensure_config().get("metadata", {})
         tools = [tool["function"]["name"] for tool in kwargs.get("tools", ())]
         return ModelCall(list(messages), metadata.get("langgraph_node"), tools, is_async)
 
@@ -150,7 +175,7 @@ class ScriptedChatModel(BaseChatModel):
         delay, response = self._next(self._call(messages, run_manager, kwargs, is_async=False))
         if delay:
             time.sleep(delay)
-        return _answer(response)
+        return ChatResult(generations=[ChatGeneration(message=_raise_or(response))])
 
     async def _agenerate(
         self,
@@ -162,10 +187,55 @@ class ScriptedChatModel(BaseChatModel):
         delay, response = self._next(self._call(messages, run_manager, kwargs, is_async=True))
         if delay:
             await asyncio.sleep(delay)
-        return _answer(response)
+        return ChatResult(generations=[ChatGeneration(message=_raise_or(response))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        delay, response = self._next(self._call(messages, run_manager, kwargs, is_async=False))
+        if delay:
+            time.sleep(delay)
+        yield from _chunks(_raise_or(response))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        delay, response = self._next(self._call(messages, run_manager, kwargs, is_async=True))
+        if delay:
+            await asyncio.sleep(delay)
+        for chunk in _chunks(_raise_or(response)):
+            yield chunk
 
 
-def _answer(response: AIMessage | BaseException) -> ChatResult:
+def _raise_or(response: AIMessage | BaseException) -> AIMessage:
     if isinstance(response, BaseException):
         raise response
-    return ChatResult(generations=[ChatGeneration(message=response)])
+    return response
+
+
+def _chunks(message: AIMessage) -> list[ChatGenerationChunk]:
+    """`message` as a stream: its text word by word, the rest of it on the last chunk.
+
+    LangChain joins the chunks back into `message` (tool calls, usage and metadata included).
+    """
+    words = _WORDS.findall(message.content) if isinstance(message.content, str) else []
+    last = AIMessageChunk(
+        content=words[-1] if words else message.content,
+        id=message.id,
+        tool_calls=message.tool_calls,
+        invalid_tool_calls=message.invalid_tool_calls,
+        usage_metadata=message.usage_metadata,
+        response_metadata=message.response_metadata,
+        additional_kwargs=message.additional_kwargs,
+        chunk_position="last",
+    )
+    chunks = [AIMessageChunk(content=word, id=message.id) for word in words[:-1]]
+    return [ChatGenerationChunk(message=chunk) for chunk in [*chunks, last]]

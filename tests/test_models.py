@@ -1,4 +1,4 @@
-"""Model strings, the demo model, and errors from unreachable model servers."""
+"""Model strings, model objects, and errors from unreachable model servers."""
 
 from __future__ import annotations
 
@@ -49,26 +49,6 @@ def test_model_objects_pass_through() -> None:
     assert resolve_model(model) is model
 
 
-def test_demo_run(run: Run) -> None:
-    out = run(create_agent_loop("demo"), {"task": "Plan a picnic"})
-    assert out["status"] == "completed"
-    assert len(out["steps"]) == 4
-    assert all(s["result"].startswith("[demo]") for s in out["steps"])
-    assert out["answer"].startswith("[demo]")
-
-
-def test_demo_can_fail_a_step_to_show_the_adapter(run: Run) -> None:
-    out = run(create_agent_loop("demo"), {"task": "Plan a picnic, fail step 3"})
-    assert [s["status"] for s in out["steps"]] == ["completed", "completed", "adapted", "completed"]
-    assert "simulated failure of step 3" in out["steps"][2]["error"]
-    assert out["summary"] == "Plan a picnic, fail step 3: Completed 3/4 steps, 1 adapted."
-
-
-def test_demo_respects_max_steps(run: Run) -> None:
-    out = run(create_agent_loop("demo", max_steps=2), {"task": "t"})
-    assert len(out["plan"]) == 2 and out["status"] == "completed"
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -92,13 +72,6 @@ def test_provider_strings_without_langchain_say_what_to_install(
     monkeypatch.setitem(sys.modules, "langchain.chat_models", None)
     with pytest.raises(ValueError, match=r"pip install 'agentloop-graph\[providers\]'"):
         resolve_model("anthropic:claude-sonnet")
-
-
-def test_demo_can_break_a_step_for_good(run: Run) -> None:
-    out = run(create_agent_loop("demo", max_adaptations=2), {"task": "Plan a picnic, break step 2"})
-    assert [s["status"] for s in out["steps"]] == ["completed", "failed", "completed", "completed"]
-    assert out["steps"][1]["attempts"] == 3
-    assert out["status"] == "partial"
 
 
 def test_a_reset_connection_is_not_reported_as_an_unreachable_server() -> None:
