@@ -8,7 +8,8 @@ unfinished) is refused here, where `stream`/`astream` (and so `invoke`, `ainvoke
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from dataclasses import fields
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -41,6 +42,9 @@ def _stopping(chunks: Generator[Any, None, None], stop: Stop) -> Iterator[Any]:
     finally:
         stop.set()
         chunks.close()
+
+
+CONTEXT_FIELDS = frozenset(field.name for field in fields(Context))
 
 
 class UnfinishedRunError(ValueError):
@@ -77,6 +81,11 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
         config = RunnableConfig(**(config or {}))
         if config.get("recursion_limit", DEFAULT_RECURSION_LIMIT) <= DEFAULT_RECURSION_LIMIT:
             config["recursion_limit"] = RECURSION_LIMIT
+        context = kwargs.get("context")
+        if isinstance(context, Mapping) and (unknown := sorted(set(context) - CONTEXT_FIELDS)):
+            raise ValueError(
+                f"context has unknown fields {unknown}; Context has {sorted(CONTEXT_FIELDS)}"
+            )
         saved = self._saver(config)
         if saved and kwargs.get("durability") is None:
             kwargs = {**kwargs, "durability": "sync"}

@@ -7,7 +7,8 @@ SQLite runs through the sync API (`SqliteSaver`, `stream`), PostgreSQL through t
 (`AsyncPostgresSaver`, `astream`). The worker prints each progress event as one JSON line,
 flushed as it happens, and the run's output last as `{"event": "worker.output", "output": ...}`.
 With `--resume` it continues the thread from its last checkpoint (`None` input) instead of
-starting the task.
+starting the task. With `--nested` the loop runs as a node of a parent graph that owns the
+checkpointer and runs with LangGraph's default durability.
 
 Every process builds the same scripted model: its answers depend only on the prompt, it
 appends `node<TAB>step` to the `--log` file at each call (before answering, so a call cut
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, Response, ScriptedChatModel, Slow
@@ -67,13 +70,38 @@ def scripted_model(log: Path, latency: float) -> ScriptedChatModel:
     return ScriptedChatModel(responses=answer)
 
 
+class ParentState(TypedDict, total=False):
+    """A parent graph sharing the loop's output keys."""
+
+    task_id: str
+    task: str
+    plan: list[str]
+    steps: list[dict[str, Any]]
+    summary: str | None
+    answer: str | None
+    status: str | None
+    total_duration_ms: int | None
+    messages: list[Any]
+
+
+def graph_of(model: ScriptedChatModel, saver: Any, nested: bool) -> Any:
+    """The loop with `saver`, or nested as the `loop` node of a parent graph with `saver`."""
+    if not nested:
+        return create_agent_loop(model, checkpointer=saver)
+    builder = StateGraph(ParentState)
+    builder.add_node("loop", create_agent_loop(model))
+    builder.add_edge(START, "loop")
+    builder.add_edge("loop", END)
+    return builder.compile(checkpointer=saver)
+
+
 def report(payload: dict[str, Any]) -> None:
     print(json.dumps(payload), flush=True)
 
 
 def follow(chunk: Any, values: dict[str, Any]) -> dict[str, Any]:
     """Print a `custom` chunk; the latest state values, updated by a `values` chunk."""
-    mode, payload = chunk
+    mode, payload = chunk[-2:]  # with subgraphs=True a namespace comes first
     if mode == "custom":
         report(payload)
         return values
@@ -89,28 +117,34 @@ def output_of(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_sqlite(db: str, model: ScriptedChatModel, graph_input: Any, config: RunnableConfig) -> None:
+def run_sqlite(
+    db: str, model: ScriptedChatModel, graph_input: Any, config: RunnableConfig, nested: bool
+) -> None:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     with SqliteSaver.from_conn_string(db) as saver:
-        graph = create_agent_loop(model, checkpointer=saver)
+        graph = graph_of(model, saver, nested)
         values: dict[str, Any] = {}
-        for chunk in graph.stream(graph_input, config, stream_mode=["custom", "values"]):
-            values = follow(chunk, values)
+        modes = ["custom", "values"]
+        for chunk in graph.stream(graph_input, config, stream_mode=modes, subgraphs=nested):
+            if not nested or chunk[0] == () or chunk[1] == "custom":
+                values = follow(chunk, values)
     report({"event": OUTPUT_EVENT, "output": output_of(values)})
 
 
 async def run_postgres(
-    db: str, model: ScriptedChatModel, graph_input: Any, config: RunnableConfig
+    db: str, model: ScriptedChatModel, graph_input: Any, config: RunnableConfig, nested: bool
 ) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     async with AsyncPostgresSaver.from_conn_string(db) as saver:
         await saver.setup()
-        graph = create_agent_loop(model, checkpointer=saver)
+        graph = graph_of(model, saver, nested)
         values: dict[str, Any] = {}
-        async for chunk in graph.astream(graph_input, config, stream_mode=["custom", "values"]):
-            values = follow(chunk, values)
+        modes = ["custom", "values"]
+        async for chunk in graph.astream(graph_input, config, stream_mode=modes, subgraphs=nested):
+            if not nested or chunk[0] == () or chunk[1] == "custom":
+                values = follow(chunk, values)
     report({"event": OUTPUT_EVENT, "output": output_of(values)})
 
 
@@ -122,14 +156,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--nested", action="store_true")
     args = parser.parse_args(argv)
     model = scripted_model(args.log, args.latency)
     graph_input = None if args.resume else {"task": TASK}
     config: RunnableConfig = {"configurable": {"thread_id": args.thread}}
     if args.backend == "sqlite":
-        run_sqlite(args.db, model, graph_input, config)
+        run_sqlite(args.db, model, graph_input, config, args.nested)
     else:
-        asyncio.run(run_postgres(args.db, model, graph_input, config))
+        asyncio.run(run_postgres(args.db, model, graph_input, config, args.nested))
 
 
 if __name__ == "__main__":

@@ -125,16 +125,21 @@ def comparable(output: dict[str, Any]) -> dict[str, Any]:
     return {**kept, "steps": steps}
 
 
-def crash_and_resume(backend: str, db: str, tmp_path: Path) -> None:
+def crash_and_resume(backend: str, db: str, tmp_path: Path, *mode: str) -> None:
     """Reference run, killed run, resumed run on one backend; the resume's guarantees."""
     reference_log, log = tmp_path / "reference.log", tmp_path / "calls.log"
     reference = run_worker(
-        worker_args(backend, db, "reference", reference_log, "--latency=0"),
+        worker_args(backend, db, "reference", reference_log, "--latency=0", *mode),
         tmp_path / "reference.err",
     )
-    first = start_and_kill(worker_args(backend, db, "crashed", log), tmp_path / "first.err", log)
+    first = start_and_kill(
+        worker_args(backend, db, "crashed", log, *mode),
+        tmp_path / "first.err",
+        log,
+        at_once=at_once,
+    )
     resumed = run_worker(
-        worker_args(backend, db, "crashed", log, "--resume"), tmp_path / "resumed.err"
+        worker_args(backend, db, "crashed", log, "--resume", *mode), tmp_path / "resumed.err"
     )
     expected = reference[-1]["output"]
     output = resumed[-1]["output"]
@@ -169,3 +174,15 @@ def test_postgres_run_killed_mid_step_resumes_in_a_new_process(
 ) -> None:
     """Async API on PostgreSQL: the kill costs at most the interrupted attempt."""
     crash_and_resume("postgres", postgres_url, tmp_path)
+
+
+def test_sqlite_nested_run_killed_mid_step_resumes_in_a_new_process(tmp_path: Path) -> None:
+    """Nested in a checkpointed parent with the default durability: the same promise."""
+    crash_and_resume("sqlite", str(tmp_path / "checkpoints.db"), tmp_path, "--nested")
+
+
+def test_postgres_nested_run_killed_mid_step_resumes_in_a_new_process(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Nested in a checkpointed parent with the default durability: the same promise."""
+    crash_and_resume("postgres", postgres_url, tmp_path, "--nested")
