@@ -1,5 +1,10 @@
 """The `agentloop` command: run the agent loop on one task from a terminal.
 
+LangChain and LangGraph load only once a run starts, so `--help` and `--version` answer
+at once. A run's work (imports, model calls) happens on a background thread while the
+main thread prints, keeps the activity line alive and takes Ctrl-C: the interrupt then
+always lands in this module's own waiting, never inside a library's locks.
+
 Example:
     $ agentloop run "Plan a picnic, fail step 2" --model demo
     $ agentloop run "Compare three note-taking apps" --model ollama:llama3.2 --json
@@ -8,30 +13,50 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
+import math
 import os
+import queue
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NoReturn, cast
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar, cast
 
-import httpx
-from langchain_core.language_models import BaseChatModel
-from langgraph.graph.state import CompiledStateGraph
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.graph.state import CompiledStateGraph
 
-from agentloop_graph.graph import create_agent_loop
-from agentloop_graph.models import DEFAULT_MODEL, ollama_base_url, resolve_model
+T = TypeVar("T")
 
+DEFAULT_MODEL = "ollama:llama3.2"
+"""`agentloop_graph.models.DEFAULT_MODEL` (a test keeps them equal): importing it from there
+would load LangChain just to print `--help`."""
 DEMO_NOTE = "Using the offline demo model (deterministic, for trying the loop)."
 PROBE_TIMEOUT = 2.0
 PREVIEW = 80
 INDENT = "    "
+TICK = 0.1
+"""Seconds between redraws of the activity line."""
+HEARTBEAT = 10.0
+"""Seconds of silence after which output that is not a terminal gets a still-working line."""
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+INTERRUPTED = 130
+STREAMED_NODES = ("executor", "summariser")
+"""The phases whose tokens `--stream` shows; the plan and revisions are shown whole."""
 
 _EPILOG = """\
-exit status: 0 completed, 2 partial (plan truncated or a step failed), 1 failed or error.
+exit status: 0 completed, 2 partial (plan truncated or a step failed),
+1 failed, plan cancelled (--approve) or error, 130 interrupted (Ctrl-C).
 
 examples:
   agentloop run "Plan a picnic, fail step 2" --model demo
   agentloop run "Compare three note-taking apps" --max-steps 5 --json
+  agentloop run "Plan a picnic" --model demo --approve --stream
 """
 
 
@@ -45,19 +70,53 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"agentloop: error: {message} (see `{self.prog} --help`)\n")
 
 
+class _Version(argparse.Action):
+    """`--version`, looked up only when asked for (importlib.metadata is not free)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"agentloop {package_version()}")
+        parser.exit(0)
+
+
+def package_version() -> str:
+    """The installed version of agentloop-graph, or `unknown` when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentloop-graph")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _task(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("the task is empty: describe what the loop should do")
     return text
 
 
-def _positive_int(text: str) -> int:
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return whole_number
+
+
+def _seconds(text: str) -> float:
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
     return value
 
 
@@ -74,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run_parser = commands.add_parser(
         "run",
@@ -92,12 +152,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument(
         "--max-steps",
-        type=_positive_int,
+        type=_at_least(1),
         default=10,
         metavar="N",
         help="longest plan to run; a longer plan is cut and the run is partial (default: 10)",
     )
     run_parser.add_argument(
+        "--max-adaptations",
+        type=_at_least(0),
+        default=1,
+        metavar="N",
+        help="revisions allowed per failed step; 0 lets a failed step stay failed (default: 1)",
+    )
+    run_parser.add_argument(
+        "--step-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="time allowed per attempt at a step; a slower attempt fails (default: no limit)",
+    )
+    run_parser.add_argument(
+        "--ollama-host",
+        metavar="URL",
+        help="the Ollama server for ollama: models, instead of OLLAMA_HOST "
+        "(host, host:port or a URL; default port 11434)",
+    )
+    run_parser.add_argument(
+        "--approve",
+        action="store_true",
+        help="show the plan and ask before running it: y runs it, e edits it "
+        "(type new steps, one per line, then an empty line), n cancels (exit status 1)",
+    )
+    output = run_parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--stream",
+        action="store_true",
+        help="print each step's answer and the final answer as the model writes them",
+    )
+    output.add_argument(
         "--json",
         action="store_true",
         help="print each progress event as one JSON line, and nothing else, on stdout",
@@ -114,6 +205,8 @@ def check_ollama(base_url: str) -> None:
     Raises:
         CliError: Nothing answered; the message names the URL and how to fix it.
     """
+    import httpx
+
     url = f"{base_url}/api/tags"
     try:
         httpx.get(url, timeout=PROBE_TIMEOUT)
@@ -126,29 +219,32 @@ def check_ollama(base_url: str) -> None:
         ) from None
 
 
-def connect(spec: str) -> BaseChatModel:
+def connect(spec: str, *, ollama_host: str | None = None) -> BaseChatModel:
     """The chat model a `--model` string names, its server checked when it is Ollama.
 
     Args:
         spec: `"demo"`, `"ollama:<model>"` or another `"provider:model"` string.
+        ollama_host: The Ollama server to use instead of `OLLAMA_HOST`.
 
     Returns:
         The chat model, ready for `create_agent_loop`.
 
     Raises:
-        CliError: The string names no model, or the Ollama server does not answer.
+        CliError: The string names no model, the model cannot be built (the message says
+            what to set or install), or the Ollama server does not answer.
     """
+    from agentloop_graph.models import ollama_base_url, resolve_model
+
+    options: dict[str, Any] = {}
     try:
-        model = resolve_model(spec, argument="--model")
+        if spec.startswith("ollama:"):
+            options["base_url"] = ollama_base_url(ollama_host, argument="--ollama-host")
+        model = resolve_model(spec, argument="--model", options=options)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
-    if spec.startswith("ollama:"):
-        check_ollama(ollama_base_url())
+    if "base_url" in options:
+        check_ollama(options["base_url"])
     return model
-
-
-def _say(line: str = "") -> None:
-    print(line, flush=True)
 
 
 def _one_line(text: str, limit: int = PREVIEW) -> str:
@@ -156,7 +252,13 @@ def _one_line(text: str, limit: int = PREVIEW) -> str:
     return flat if len(flat) <= limit else f"{flat[: limit - 1]}…"
 
 
-def _step_lines(event: Mapping[str, Any]) -> list[str]:
+def _plan_lines(steps: Sequence[str], note: str = "") -> list[str]:
+    numbered = [f"{INDENT}{i}. {' '.join(step.split())}" for i, step in enumerate(steps, 1)]
+    count = f"{len(steps)} step{'s' if len(steps) != 1 else ''}"
+    return [f"Plan ({count}{note}):", *numbered, ""]
+
+
+def _step_lines(event: Mapping[str, Any], streamed: bool) -> list[str]:
     position = f"[{event['step']}/{event['total']}]"
     match event["event"]:
         case "agentic.step_started" if event["attempt"] > 1:
@@ -171,53 +273,246 @@ def _step_lines(event: Mapping[str, Any]) -> list[str]:
             return [f"{INDENT}✗ step failed, no adaptation left"]
         case "agentic.step_complete":
             label = "✓ done (adapted)" if event["status"] == "adapted" else "✓ done"
-            return [f"{INDENT}{label}: {_one_line(event['result'])}"]
+            preview = "" if streamed else f": {_one_line(event['result'])}"
+            return [f"{INDENT}{label}{preview}"]
     return []
 
 
-def human_lines(event: Mapping[str, Any]) -> list[str]:
+def human_lines(event: Mapping[str, Any], *, streamed: bool = False) -> list[str]:
     """The lines the default (human) output prints for one progress event.
 
     Args:
         event: One progress event from the graph's custom stream.
+        streamed: The step's answer was just shown as it streamed, so a finished step
+            is not previewed again.
 
     Returns:
         The lines to print; none for events the final report covers.
     """
     if event["event"] == "agentic.plan_ready":
-        numbered = [f"{INDENT}{i}. {' '.join(s.split())}" for i, s in enumerate(event["steps"], 1)]
-        count = f"{event['total']} step{'s' if event['total'] != 1 else ''}"
-        return [f"Task: {event['task']}", f"Plan ({count}):", *numbered, ""]
+        return _plan_lines(event["steps"])
     if event["event"] == "agentic.task_complete":
         return []
-    return _step_lines(event)
+    return _step_lines(event, streamed)
 
 
-def _print_outcome(output: Mapping[str, Any]) -> None:
-    seconds = (output.get("total_duration_ms") or 0) / 1000
-    _say()
-    _say(f"Summary: {output.get('summary')}")
-    _say(f"Status: {output.get('status')} ({seconds:.1f} s)")
-    if output.get("answer"):
-        _say(f"Answer: {output['answer']}")
+def activity(event: Mapping[str, Any]) -> str | None:
+    """What the model is busy with once `event` has happened, or None when it is not.
+
+    Args:
+        event: One progress event from the graph's custom stream.
+
+    Returns:
+        A short label such as `"step 2/4"`, or None until the next event says more.
+    """
+    position = f"step {event.get('step')}/{event.get('total')}"
+    match event["event"]:
+        case "agentic.step_started" if event["attempt"] > 1:
+            return f"{position}, attempt {event['attempt']}"
+        case "agentic.step_started":
+            return position
+        case "agentic.step_failed":
+            return f"revising {position}"
+        case "agentic.step_complete" if event["step"] == event["total"]:
+            return "writing the answer"
+    return None
 
 
-def _show(event: Mapping[str, Any], *, as_json: bool) -> None:
-    for line in [json.dumps(event)] if as_json else human_lines(event):
-        _say(line)
+class Console:
+    """The human output: lines, streamed tokens, and a live line saying what is running.
+
+    On a terminal the live line is a spinner with the elapsed time, redrawn in place;
+    elsewhere (a pipe, a log file) a plain still-working line follows each `HEARTBEAT`
+    seconds of silence, so a log never shows a carriage-return animation.
+
+    Only the main thread uses a console; other threads hand it lines with `note`.
+    """
+
+    def __init__(self, out: TextIO, *, quiet: bool) -> None:
+        self._out = out
+        self._quiet = quiet
+        self._live = not quiet and out.isatty()
+        self._label: str | None = None
+        self._since = self._last_output = time.monotonic()
+        self._drawn = False
+        self._mid_line = False
+        self._frame = 0
+        self._notes: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def say(self, line: str = "") -> None:
+        """Print one line (nothing under `--json`, whose lines go straight to stdout)."""
+        if not self._quiet:
+            self._write(f"{self._break()}{line}\n")
+
+    def token(self, text: str) -> None:
+        """Print streamed text as it comes, indented under the step it belongs to."""
+        if self._quiet or not text:
+            return
+        start = "" if self._mid_line else INDENT
+        self._mid_line = True
+        self._write(self._unspin() + start + text.replace("\n", f"\n{INDENT}"))
+
+    def working(self, label: str | None) -> None:
+        """Say what the model is busy with from now on (None: nothing, hide the line)."""
+        if label != self._label:
+            self._label, self._since = label, time.monotonic()
+        if label is None:
+            self._write(self._unspin())
+
+    def note(self, line: str) -> None:
+        """Queue a line for stderr; any thread may call this."""
+        self._notes.put(line)
+
+    def tick(self) -> None:
+        """Print queued notes and bring the live line up to date; call it often."""
+        while not self._notes.empty():
+            self._write(self._break())
+            print(self._notes.get(), file=sys.stderr, flush=True)
+        if self._quiet or self._label is None or self._mid_line:
+            return
+        now = time.monotonic()
+        elapsed = now - self._since
+        if self._live:
+            self._frame = (self._frame + 1) % len(SPINNER)
+            self._write(f"\r{SPINNER[self._frame]} {self._label}, {elapsed:.1f} s\x1b[K")
+            self._drawn = True
+        elif now - self._last_output >= HEARTBEAT:
+            self.say(f"{INDENT}… {self._label}, {elapsed:.0f} s so far")
+
+    def close(self) -> None:
+        """Leave the terminal at the start of a clean line."""
+        self.working(None)
+        self._write(self._break())
+        self.tick()
+
+    def _unspin(self) -> str:
+        drawn, self._drawn = self._drawn, False
+        return "\r\x1b[K" if drawn else ""
+
+    def _break(self) -> str:
+        mid_line, self._mid_line = self._mid_line, False
+        return self._unspin() + ("\n" if mid_line else "")
+
+    def _write(self, text: str) -> None:
+        if text:
+            self._out.write(text)
+            self._out.flush()
+            self._last_output = time.monotonic()
 
 
-def _stream(
-    graph: CompiledStateGraph[Any, Any, Any, Any], task: str, *, as_json: bool
-) -> Mapping[str, Any]:
-    output: Mapping[str, Any] = {}
-    chunks = graph.stream({"task": task}, stream_mode=["custom", "values"])
-    for mode, chunk in cast(Iterator[tuple[str, Any]], chunks):
-        if mode == "values":
-            output = chunk
+def in_background(produce: Callable[[], Iterator[T]], console: Console) -> Iterator[T]:
+    """Yield what `produce()` yields, worked out on a daemon thread.
+
+    The main thread meanwhile waits on a queue, ticking the console; Ctrl-C interrupts
+    that wait. The worker is a daemon, so an interrupted run does not hold up the exit.
+
+    Args:
+        produce: Called on the worker thread; its items are handed over one by one.
+        console: Ticked while nothing arrives.
+
+    Yields:
+        The items, in order; an exception `produce` raised is raised here.
+    """
+    box: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+    def work() -> None:
+        try:
+            for item in produce():
+                box.put(("item", item))
+        except BaseException as exc:
+            box.put(("error", exc))
         else:
-            _show(chunk, as_json=as_json)
-    return output
+            box.put(("done", None))
+
+    threading.Thread(target=work, name="agentloop-run", daemon=True).start()
+    while True:
+        try:
+            kind, value = box.get(timeout=TICK)
+        except queue.Empty:
+            console.tick()
+            continue
+        if kind == "error":
+            raise value
+        if kind == "done":
+            return
+        yield value
+
+
+def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
+    """The phase and text of one `stream_mode="messages"` item that `--stream` shows.
+
+    Args:
+        chunk: A message (chunk) and its run metadata.
+
+    Returns:
+        The node it came from and its text; the text is empty for what `--stream`
+        skips: the planner's and adapter's answers (the plan and the revision lines show
+        them) and messages a node wrote to the state (the final answer again), which
+        carry no model-run metadata.
+    """
+    message, metadata = chunk
+    node = metadata.get("langgraph_node", "")
+    from_a_model = "ls_model_type" in metadata
+    if node not in STREAMED_NODES or not from_a_model:
+        return node, ""
+    return node, message.text
+
+
+def _read_line(prompt: str, shown_on: TextIO) -> str | None:
+    """One line typed in answer to `prompt`, without its newline; None at end of input."""
+    shown_on.write(prompt)
+    shown_on.flush()
+    line = sys.stdin.readline()
+    if not sys.stdin.isatty():
+        # A terminal echoes what is typed; answers piped in would leave the prompt hanging.
+        shown_on.write(line if line.endswith("\n") else f"{line}\n")
+        shown_on.flush()
+    return line.rstrip("\n") if line else None
+
+
+def _new_plan(shown_on: TextIO) -> list[str] | None:
+    print("New plan: one step per line, an empty line to finish.", file=shown_on, flush=True)
+    steps: list[str] = []
+    while (line := _read_line(f"{INDENT}{len(steps) + 1}. ", shown_on)) and line.strip():
+        steps.append(line.strip())
+    return steps or None
+
+
+def ask_about_plan(question: Mapping[str, Any], shown_on: TextIO) -> bool | list[str]:
+    """Ask whether to run the plan a paused run shows: the answer to resume it with.
+
+    Args:
+        question: The plan-approval interrupt's value (`task_id`, `task`, `plan`).
+        shown_on: Where the questions go (stdout, or stderr under `--json`).
+
+    Returns:
+        True to run the plan, False to cancel it (also at end of input), or the new
+        steps typed in.
+    """
+    while True:
+        reply = _read_line("Run this plan? y = run it, e = edit it, n = cancel: ", shown_on)
+        match (reply or "n").strip().lower():
+            case "y" | "yes":
+                return True
+            case "n" | "no":
+                if reply is None:
+                    print("No answer (end of input): the plan is cancelled.", file=shown_on)
+                return False
+            case "e" | "edit":
+                if steps := _new_plan(shown_on):
+                    return steps
+                print("A plan needs at least one step.", file=shown_on, flush=True)
+            case _:
+                print("Please answer y, e or n.", file=shown_on, flush=True)
+
+
+def _print_outcome(output: Mapping[str, Any], console: Console) -> None:
+    seconds = (output.get("total_duration_ms") or 0) / 1000
+    console.say()
+    console.say(f"Summary: {output.get('summary')}")
+    console.say(f"Status: {output.get('status')} ({seconds:.1f} s)")
+    if output.get("answer"):
+        console.say(f"Answer: {output['answer']}")
 
 
 def exit_status(status: str | None) -> int:
@@ -225,8 +520,137 @@ def exit_status(status: str | None) -> int:
     return {"completed": 0, "partial": 2}.get(status or "", 1)
 
 
+class _Warnings(logging.Handler):
+    """Library warnings as one `agentloop: warning:` line each, never a traceback."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.WARNING)
+        self._console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        reason = f": {record.exc_info[1]!r}" if record.exc_info else ""
+        self._console.note(f"agentloop: warning: {record.getMessage()}{reason}")
+
+
+@contextmanager
+def _library_warnings(console: Console) -> Iterator[None]:
+    logger = logging.getLogger("agentloop_graph")
+    handler = _Warnings(console)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _build(
+    model: str, ollama_host: str | None, approve: bool, settings: Mapping[str, Any]
+) -> Iterator[CompiledStateGraph[Any, Any, Any, Any]]:
+    """The loop for this run, as the one item `in_background` hands over."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agentloop_graph.graph import create_agent_loop
+
+    if approve:
+        # Plan approval pauses the run; resuming it needs the paused run's checkpoint.
+        settings = {**settings, "approve_plan": True, "checkpointer": InMemorySaver()}
+    try:
+        graph = create_agent_loop(connect(model, ollama_host=ollama_host), **settings)
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from None
+    yield graph
+
+
+def _follow(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    command: Any,
+    config: Mapping[str, Any],
+    console: Console,
+    *,
+    as_json: bool,
+    stream: bool,
+) -> Mapping[str, Any]:
+    """Stream one leg of a run (to its end or a pause), showing it; its last values."""
+    modes = ["custom", "values", *(["messages"] if stream else [])]
+    chunks = cast(
+        Callable[[], Iterator[tuple[str, Any]]],
+        functools.partial(graph.stream, command, config, stream_mode=modes),
+    )
+    output: Mapping[str, Any] = {}
+    streamed: set[str] = set()  # the phases whose text the current step or answer showed
+    for mode, chunk in in_background(chunks, console):
+        if mode == "values":
+            output = chunk
+        elif mode == "messages":
+            node, text = streamed_text(chunk)
+            if text and node not in streamed:
+                if node == "summariser":
+                    console.say("Writing the answer:")
+                streamed.add(node)
+            console.token(text)
+        elif as_json:
+            print(json.dumps(chunk), flush=True)
+        else:
+            for line in human_lines(chunk, streamed="executor" in streamed):
+                console.say(line)
+            if chunk["event"] == "agentic.step_started":
+                streamed.discard("executor")
+            console.working(activity(chunk))
+    console.working(None)
+    return output
+
+
+def _resume(question: Mapping[str, Any], console: Console, *, as_json: bool) -> Any:
+    """The command that resumes a run paused for plan approval, as the person answered."""
+    from langgraph.types import Command
+
+    console.close()
+    shown_on = sys.stderr if as_json else sys.stdout
+    if as_json:
+        print("\n".join(_plan_lines(question["plan"])), file=shown_on, flush=True)
+    answer = ask_about_plan(question, shown_on)
+    if isinstance(answer, list) and not as_json:
+        for line in ["", *_plan_lines(answer, ", edited")]:
+            console.say(line)
+    return Command(resume=answer)
+
+
+def _drive(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    task: str,
+    console: Console,
+    *,
+    as_json: bool,
+    stream: bool,
+) -> Mapping[str, Any]:
+    """Run the task to its end, asking about the plan whenever the run pauses for it."""
+    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    command: Any = {"task": task}
+    console.working("planning")
+    try:
+        while True:
+            output = _follow(graph, command, config, console, as_json=as_json, stream=stream)
+            if not (pending := output.get("__interrupt__")):
+                return output
+            command = _resume(pending[0].value, console, as_json=as_json)
+    except (CliError, BrokenPipeError):
+        raise
+    except Exception as exc:
+        # Node failures are already part of the result; anything escaping is worth one line.
+        raise CliError(f"the run stopped: {type(exc).__name__}: {exc}") from None
+
+
 def run(
-    task: str, *, model: str = DEFAULT_MODEL, max_steps: int = 10, as_json: bool = False
+    task: str,
+    *,
+    model: str = DEFAULT_MODEL,
+    max_steps: int = 10,
+    max_adaptations: int = 1,
+    step_timeout: float | None = None,
+    ollama_host: str | None = None,
+    approve: bool = False,
+    stream: bool = False,
+    as_json: bool = False,
 ) -> int:
     """Run the loop on `task`, printing its progress live, and return the exit status.
 
@@ -234,59 +658,95 @@ def run(
         task: What the loop should do.
         model: A model string, as `--model` takes it.
         max_steps: Longest plan to run.
+        max_adaptations: Revisions allowed per failed step.
+        step_timeout: Seconds allowed per attempt at a step; None for no limit.
+        ollama_host: The Ollama server for `ollama:` models, instead of `OLLAMA_HOST`.
+        approve: Show the plan and ask on stdin whether to run, edit or cancel it.
+        stream: Print the executor's and summariser's tokens as they arrive.
         as_json: Print each progress event as a JSON line instead of text.
 
     Returns:
-        0 if the run completed, 2 if it was partial, 1 if it failed.
+        0 if the run completed, 2 if it was partial, 1 if it failed or was cancelled.
 
     Raises:
         CliError: The model or settings are unusable, or the run stopped unexpectedly.
+        KeyboardInterrupt: Ctrl-C; the terminal is left at the start of a clean line.
     """
+    console = Console(sys.stdout, quiet=as_json)
     if model == "demo":
         print(DEMO_NOTE, file=sys.stderr if as_json else sys.stdout, flush=True)
+    console.say(f"Task: {task}")
+    console.working("starting")
+    settings = {
+        "max_steps": max_steps,
+        "max_adaptations": max_adaptations,
+        "step_timeout": step_timeout,
+    }
     try:
-        graph = create_agent_loop(connect(model), max_steps=max_steps)
-    except (ValueError, TypeError) as exc:
-        raise CliError(str(exc)) from None
-    try:
-        output = _stream(graph, task, as_json=as_json)
-    except BrokenPipeError:
-        raise
-    except Exception as exc:
-        # Node failures are already part of the result; anything escaping is worth one line.
-        raise CliError(f"the run stopped: {type(exc).__name__}: {exc}") from None
+        with _library_warnings(console):
+            build = functools.partial(_build, model, ollama_host, approve, settings)
+            (graph,) = in_background(build, console)
+            output = _drive(graph, task, console, as_json=as_json, stream=stream)
+    finally:
+        console.close()
     if not as_json:
-        _print_outcome(output)
+        _print_outcome(output, console)
     return exit_status(output.get("status"))
+
+
+def _interrupted(*, leave_now: bool) -> int:
+    print("agentloop: interrupted", file=sys.stderr, flush=True)
+    if leave_now:
+        # The abandoned run's thread may be mid-call or mid-import, and tearing down a
+        # process with LangChain loaded can take seconds: leave at once instead.
+        sys.stdout.flush()
+        os._exit(INTERRUPTED)
+    return INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `agentloop` console script.
 
     Args:
-        argv: Arguments after the program name; `sys.argv[1:]` when None.
+        argv: Arguments after the program name. None (as the console script calls it)
+            reads `sys.argv[1:]` and makes this the process's own entry point: Ctrl-C
+            then ends the process at once, without the interpreter's slow teardown.
 
     Returns:
-        The exit status: 0 completed, 2 partial, 1 failed or an error (one line on stderr).
+        The exit status: 0 completed, 2 partial, 1 failed, cancelled or an error (one
+        line on stderr), 130 interrupted (one line on stderr).
 
     Example:
         >>> main(["run", "Plan a picnic", "--model", "demo", "--json"])  # doctest: +SKIP
         0
     """
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as stop:
-        # --help and usage errors end parsing; hand their status back instead of exiting.
-        return stop.code if isinstance(stop.code, int) else 1
-    try:
-        return run(args.task, model=args.model, max_steps=args.max_steps, as_json=args.json)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as stop:
+            # --help and usage errors end parsing; hand their status back instead of exiting.
+            return stop.code if isinstance(stop.code, int) else 1
+        return run(
+            args.task,
+            model=args.model,
+            max_steps=args.max_steps,
+            max_adaptations=args.max_adaptations,
+            step_timeout=args.step_timeout,
+            ollama_host=args.ollama_host,
+            approve=args.approve,
+            stream=args.stream,
+            as_json=args.json,
+        )
     except CliError as exc:
         # Some library messages span lines; the contract is one line per error.
         print(f"agentloop: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
-        print("agentloop: interrupted", file=sys.stderr, flush=True)
-        return 130
+        return _interrupted(leave_now=argv is None)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`); point stdout at devnull so the exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

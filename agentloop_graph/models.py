@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -19,12 +21,53 @@ CLIENT_TIMEOUT_GRACE = 5.0
 """The HTTP client's limit trails the loop's, so the loop's clearer message wins the race."""
 
 
-def ollama_base_url() -> str:
-    """Ollama's address: `OLLAMA_HOST` (scheme optional) or the local default."""
-    host = os.environ.get("OLLAMA_HOST", "").strip() or DEFAULT_OLLAMA_HOST
-    if "://" not in host:
-        host = f"http://{host}"
-    return host.rstrip("/")
+OLLAMA_PORT = 11434
+_ANY_ADDRESS = MappingProxyType({"0.0.0.0": "127.0.0.1", "::": "::1"})
+"""A server's "listen on every interface", which for a client means this machine."""
+
+
+def ollama_base_url(host: str | None = None, *, argument: str = "host") -> str:
+    """Ollama's address, read the way Ollama's own client reads `OLLAMA_HOST`.
+
+    The scheme is optional (http when none). Without a port, a bare host gets Ollama's
+    11434 and an explicit `http://` or `https://` its scheme's own (80, 443), as in
+    the `ollama` package. `0.0.0.0`, which a server sets to listen everywhere, means
+    this machine.
+
+    Args:
+        host: An address to use instead of `OLLAMA_HOST` (e.g. a command-line option).
+        argument: The name `host` goes by, for error messages.
+
+    Returns:
+        `scheme://host:port[/path]`, e.g. `http://127.0.0.1:11434`.
+
+    Raises:
+        ValueError: The address is not one (a port that is no number, a broken IPv6
+            address); the message names `OLLAMA_HOST` or `argument`.
+
+    Example:
+        >>> ollama_base_url("0.0.0.0"), ollama_base_url("https://ollama.internal")
+        ('http://127.0.0.1:11434', 'https://ollama.internal:443')
+    """
+    name = argument if host is not None else "OLLAMA_HOST"
+    text = (os.environ.get("OLLAMA_HOST", "") if host is None else host).strip()
+    scheme, separator, rest = text.partition("://")
+    default_port = OLLAMA_PORT
+    if not separator:
+        scheme, rest = "http", text
+    elif scheme in ("http", "https"):
+        default_port = 80 if scheme == "http" else 443
+    try:
+        split = urllib.parse.urlsplit(f"{scheme}://{rest}")
+        port = split.port or default_port
+    except ValueError as exc:
+        raise ValueError(f"{name} {text!r} is not a host address: {exc}") from None
+    address = split.hostname or "127.0.0.1"
+    address = _ANY_ADDRESS.get(address, address)
+    if ":" in address:
+        address = f"[{address}]"
+    path = split.path.strip("/")
+    return f"{scheme}://{address}:{port}" + (f"/{path}" if path else "")
 
 
 class ModelCallTimeout(Exception):
@@ -45,7 +88,8 @@ def resolve_model(
             string for LangChain's `init_chat_model`.
         argument: The argument's name, for error messages.
         options: Keyword arguments for the model a string builds (e.g. `num_ctx`,
-            `keep_alive`, `reasoning`, `client_kwargs` for `ChatOllama`).
+            `keep_alive`, `reasoning`, `client_kwargs` for `ChatOllama`; its `base_url`
+            replaces the one `OLLAMA_HOST` gives).
         timeout: The loop's `model_timeout`. An Ollama model's HTTP client waits a little
             longer than that, or `OLLAMA_CLIENT_TIMEOUT` without one, unless `options`
             sets `client_kwargs` (the Ollama client has no timeout of its own).
@@ -55,7 +99,9 @@ def resolve_model(
 
     Raises:
         TypeError: `spec` is neither a chat model nor a string.
-        ValueError: `spec` is a string no provider understands.
+        ValueError: `spec` is a string no provider understands, or its model cannot be
+            built (a missing API key or package, a proxy the HTTP client cannot use); the
+            message says what to set or install.
     """
     if isinstance(spec, BaseChatModel):
         return spec
@@ -75,17 +121,79 @@ def resolve_model(
             'or "provider:model"'
         )
     if provider == "ollama":
+        return _chat_ollama(spec, name, argument, options or {}, timeout)
+    return _init_chat_model(spec, argument, options or {})
+
+
+def _chat_ollama(
+    spec: str, name: str, argument: str, options: Mapping[str, Any], timeout: float | None
+) -> BaseChatModel:
+    client_timeout = OLLAMA_CLIENT_TIMEOUT if timeout is None else timeout + CLIENT_TIMEOUT_GRACE
+    settings = {
+        "base_url": ollama_base_url(),
+        "client_kwargs": {"timeout": client_timeout},
+        **options,
+    }
+    try:
+        # Importing `ollama` builds a default client, which a proxy setting can break.
         from langchain_ollama import ChatOllama
 
-        client_timeout = (
-            OLLAMA_CLIENT_TIMEOUT if timeout is None else timeout + CLIENT_TIMEOUT_GRACE
+        return ChatOllama(model=name, **settings)
+    except (ValidationError, TypeError) as exc:
+        raise ValueError(f"model_options do not suit ChatOllama: {exc}") from None
+    except Exception as exc:
+        raise ValueError(_cannot_build(argument, spec, exc)) from None
+
+
+_API_KEYS = MappingProxyType(
+    {
+        "anthropic": "ANTHROPIC_API_KEY",
+        "cohere": "COHERE_API_KEY",
+        "deepseek": "DEEPSEEK_API_KEY",
+        "fireworks": "FIREWORKS_API_KEY",
+        "google_genai": "GOOGLE_API_KEY",
+        "groq": "GROQ_API_KEY",
+        "mistralai": "MISTRAL_API_KEY",
+        "openai": "OPENAI_API_KEY",
+        "together": "TOGETHER_API_KEY",
+        "xai": "XAI_API_KEY",
+    }
+)
+"""The environment variable each provider's LangChain package reads its API key from."""
+_PROXIES = ("ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+_REASON_CHARS = 300
+
+
+def _cannot_build(argument: str, spec: str, exc: BaseException) -> str:
+    """One line saying why the model `spec` names cannot be built, and what to do.
+
+    A missing API key names the variable to set; a SOCKS proxy without `socksio` (httpx
+    refuses to build a client then) says to install it or unset the proxy; anything else
+    gives the original reason, on one line.
+
+    Args:
+        argument: The argument's name, e.g. `model` or `--model`.
+        spec: The model string.
+        exc: What building the model raised.
+
+    Returns:
+        The message, e.g. `model 'openai:gpt-4o-mini' cannot be built: set OPENAI_API_KEY
+        (OpenAIError: Missing credentials. ...)`.
+    """
+    text = " ".join(str(exc).split())[:_REASON_CHARS]
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    problem = f"{argument} {spec!r} cannot be built"
+    if isinstance(exc, ImportError) and "socksio" in text:
+        proxy = next((name for name in _PROXIES if "socks" in os.environ.get(name, "")), None)
+        return (
+            f"{problem}: a SOCKS proxy is set{f' ({proxy})' if proxy else ''} but the socksio "
+            f"package is missing: pip install socksio, or unset {proxy or 'the proxy'}"
         )
-        settings = {"client_kwargs": {"timeout": client_timeout}, **(options or {})}
-        try:
-            return ChatOllama(model=name, base_url=ollama_base_url(), **settings)
-        except (ValidationError, TypeError) as exc:
-            raise ValueError(f"model_options do not suit ChatOllama: {exc}") from None
-    return _init_chat_model(spec, argument, options or {})
+    key = _API_KEYS.get(spec.partition(":")[0])
+    credentials = any(word in text.lower() for word in ("api_key", "api key", "credential"))
+    if key and credentials and not os.environ.get(key):
+        return f"{problem}: set {key} ({reason})"
+    return f"{problem}: {reason}"
 
 
 def _init_chat_model(spec: str, argument: str, options: Mapping[str, Any]) -> BaseChatModel:
@@ -99,11 +207,23 @@ def _init_chat_model(spec: str, argument: str, options: Mapping[str, Any]) -> Ba
     try:
         model = init_chat_model(spec, **options)
     except ImportError as exc:
+        if "socksio" in str(exc):
+            raise ValueError(_cannot_build(argument, spec, exc)) from None
+        # The provider's package is missing; the message names it.
         raise ValueError(f"{argument} {spec!r}: {exc}") from None
     except ValueError as exc:
-        # init_chat_model appends a long list of providers; its first line says enough.
-        reason = str(exc).splitlines()[0]
-        raise ValueError(f"{argument} {spec!r} is not a known model string: {reason}") from None
+        text = str(exc)
+        if "model_provider" not in text and "Unsupported provider" not in text:
+            raise ValueError(_cannot_build(argument, spec, exc)) from None
+        # init_chat_model's advice ("specify model_provider") is for its own callers; the
+        # provider belongs before the colon here.
+        known = next((line for line in text.splitlines() if line.startswith("Supported")), "")
+        raise ValueError(
+            f"{argument} {spec!r} names no provider LangChain knows: write provider:model, "
+            f"e.g. openai:gpt-4o-mini ({known.rstrip('.') or 'see init_chat_model'})"
+        ) from None
+    except Exception as exc:
+        raise ValueError(_cannot_build(argument, spec, exc)) from None
     if not isinstance(model, BaseChatModel):
         raise ValueError(f"{argument} {spec!r} did not resolve to one chat model")
     return model

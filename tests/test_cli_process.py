@@ -1,0 +1,276 @@
+"""The `agentloop` command as its own process: startup imports, exit statuses, Ctrl-C, a terminal.
+
+Every process runs this checkout's code (`PYTHONPATH` puts it first), the way the console
+script runs it: `main()` reading `sys.argv`.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from agentloop_graph import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "cli_worker.py"
+LIBRARIES = ("langchain", "langchain_core", "langgraph", "langsmith", "pydantic", "httpx")
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    "PYTHONIOENCODING": "utf-8",
+}
+WAIT = 120.0
+"""Seconds a process may take to reach a point: generous, the machine may be busy."""
+
+
+def _loaded_libraries(code: str) -> list[str]:
+    """The heavy libraries in `sys.modules` after `code` runs in a fresh interpreter."""
+    report = (
+        f"import sys; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({LIBRARIES!r})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{report}"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=WAIT,
+        check=True,
+    )
+    return eval(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def package_import_is_light() -> bool:
+    return _loaded_libraries("import agentloop_graph") == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["run", "--help"]])
+def test_the_command_module_alone_loads_no_langchain_for_help_or_version(argv: list[str]) -> None:
+    # The package's own __init__ is left out here (a bare package module stands in), so
+    # this checks cli.py itself, whatever the package imports on the way.
+    stub = (
+        "import sys, types; package = types.ModuleType('agentloop_graph'); "
+        f"package.__path__ = [{str(ROOT / 'agentloop_graph')!r}]; "
+        "sys.modules['agentloop_graph'] = package\n"
+        f"from agentloop_graph.cli import main; assert main({argv!r}) == 0"
+    )
+    assert _loaded_libraries(stub) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+def test_help_and_version_load_no_langchain(argv: list[str], package_import_is_light: bool) -> None:
+    if not package_import_is_light:
+        pytest.xfail(
+            "agentloop_graph/__init__.py imports the graph eagerly; its exports must be "
+            "imported on first use for the console script to start light"
+        )
+    # What the console script does: import main from the module, then call it.
+    assert _loaded_libraries(f"from agentloop_graph.cli import main; main({argv!r})") == []
+
+
+def _agentloop(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentloop_graph.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=ENV,
+        timeout=WAIT,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "stdin", "status"),
+    [
+        (["run", "Plan a picnic", "--model", "demo"], None, 0),
+        (["run", "Plan a picnic, break step 2", "--model", "demo"], None, 2),
+        (["run", "Plan a picnic", "--model", "demo", "--approve"], "n\n", 1),
+        (["run", "Plan a picnic", "--model", "nonsense"], None, 1),
+        (["run", "Plan a picnic", "--model", "demo", "--step-timeout", "nan"], None, 1),
+    ],
+)
+def test_exit_statuses(args: list[str], stdin: str | None, status: int) -> None:
+    done = _agentloop(*args, stdin=stdin)
+
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "\r" not in done.stdout  # not a terminal: no redrawn activity line
+    if status == 1 and stdin is None:
+        assert done.stderr.startswith("agentloop: error: ")
+        assert done.stderr.count("\n") == 1
+
+
+class _Running:
+    """A command process whose output is collected as it arrives."""
+
+    def __init__(self, *args: str, latency: float) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(WORKER), str(latency), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
+        self._output = {"out": b"", "err": b""}
+        self._arrived = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._collect, args=(name, pipe), daemon=True)
+            for name, pipe in (("out", self.process.stdout), ("err", self.process.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _collect(self, name: str, pipe: IO[bytes] | None) -> None:
+        assert pipe is not None
+        while chunk := os.read(pipe.fileno(), 4096):
+            with self._arrived:
+                self._output[name] += chunk
+                self._arrived.notify_all()
+
+    def wait_for(self, text: str) -> None:
+        with self._arrived:
+            found = self._arrived.wait_for(lambda: text.encode() in self._output["out"], WAIT)
+        assert found, f"{text!r} never came; stdout so far: {self._output['out']!r}"
+
+    def interrupt(self, times: int = 1) -> tuple[int, str, str]:
+        """Press Ctrl-C `times` times; the exit status, stdout and stderr."""
+        for _ in range(times):
+            self.process.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+        status = self.process.wait(timeout=WAIT)
+        for reader in self._readers:
+            reader.join(WAIT)
+        return status, self._output["out"].decode(), self._output["err"].decode()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(WAIT)
+        for reader in self._readers:
+            reader.join(WAIT)
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[..., _Running]]:
+    """Start command processes (through `cli_worker.py`); each is cleaned up afterwards."""
+    started: list[_Running] = []
+
+    def _start(*args: str, latency: float) -> _Running:
+        started.append(_Running(*args, latency=latency))
+        return started[-1]
+
+    yield _start
+    for running in started:
+        running.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "moment"),
+    [
+        # Printed at once: LangChain and LangGraph are still being imported.
+        (["run", "Plan a picnic", "--model", "demo"], "Task: Plan a picnic\n"),
+        # Planning is done and the first step's slow call is about to start.
+        (["run", "Plan a picnic", "--model", "demo"], "Plan (4 steps):\n"),
+        # A step's slow call is under way.
+        (["run", "Plan a picnic", "--model", "demo"], "[2/4] "),
+        # Waiting for the person to answer on the plan.
+        (["run", "Plan a picnic", "--model", "demo", "--approve"], "n = cancel: "),
+    ],
+)
+def test_ctrl_c_is_one_line_and_status_130_wherever_it_lands(
+    start: Callable[..., _Running], args: list[str], moment: str
+) -> None:
+    running = start(*args, latency=1.0)
+    running.wait_for(moment)
+
+    status, out, err = running.interrupt()
+
+    assert status == cli.INTERRUPTED
+    assert err == "agentloop: interrupted\n"
+    assert "Traceback" not in out
+
+
+@pytest.mark.slow
+def test_ctrl_c_pressed_twice_is_still_one_line(start: Callable[..., _Running]) -> None:
+    running = start("run", "Plan a picnic", "--model", "demo", latency=1.0)
+    running.wait_for("[1/4] ")
+
+    status, _, err = running.interrupt(times=2)
+
+    assert status == cli.INTERRUPTED
+    assert err == "agentloop: interrupted\n"
+
+
+def _read_terminal(fd: int) -> Iterator[bytes]:
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the other side closed: Linux reports EIO
+            return
+        if not chunk:
+            return
+        yield chunk
+
+
+@pytest.mark.slow
+def test_on_a_terminal_the_activity_line_is_redrawn_in_place() -> None:
+    parent, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, str(WORKER), "0.5", "run", "Plan a picnic", "--model", "demo"],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=ENV,
+    )
+    os.close(child)
+    screen = b"".join(_read_terminal(parent)).decode()
+    os.close(parent)
+
+    assert process.wait(timeout=WAIT) == 0
+    for label in ("planning", "step 1/4", "step 4/4", "writing the answer"):
+        assert re.search(rf"\r[{cli.SPINNER}] {re.escape(label)}, \d+\.\d s\x1b\[K", screen)
+    # Each printed line starts clean: the activity line is wiped before it.
+    plain = re.sub(r"\r[^\r\n]*\x1b\[K|\r\x1b\[K", "", screen).replace("\r\n", "\n")
+    lines = plain.splitlines()
+    assert lines[:3] == [cli.DEMO_NOTE, "Task: Plan a picnic", "Plan (4 steps):"]
+    assert "[2/4] Collect the facts and inputs the task needs ..." in lines
+    assert any(line.startswith("Status: completed") for line in lines)
+
+
+@pytest.mark.slow
+def test_installed_console_script_runs_the_demo() -> None:
+    script = Path(sys.executable).parent / "agentloop"
+
+    done = subprocess.run(
+        [str(script), "run", "Plan a picnic, fail step 2", "--model", "demo"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=ENV,
+        timeout=WAIT,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(cli.DEMO_NOTE)
+    assert "↻ adapted:" in done.stdout
+    assert "Status: completed" in done.stdout
+    assert done.stderr == ""
