@@ -136,7 +136,6 @@ def crash_and_resume(backend: str, db: str, tmp_path: Path, *mode: str) -> None:
         worker_args(backend, db, "crashed", log, *mode),
         tmp_path / "first.err",
         log,
-        at_once=at_once,
     )
     resumed = run_worker(
         worker_args(backend, db, "crashed", log, "--resume", *mode), tmp_path / "resumed.err"
