@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from agentloop_graph.budget import Budget
     from agentloop_graph.compat import AgenticResult, AgenticStep, run_agentic_loop
     from agentloop_graph.compiled import UnfinishedRunError
     from agentloop_graph.context import Context
@@ -20,6 +21,7 @@ _HOMES = MappingProxyType(
     {
         "AgenticResult": "agentloop_graph.compat",
         "AgenticStep": "agentloop_graph.compat",
+        "Budget": "agentloop_graph.budget",
         "Context": "agentloop_graph.context",
         "StepRecord": "agentloop_graph.state",
         "UnfinishedRunError": "agentloop_graph.compiled",
@@ -32,6 +34,7 @@ _HOMES = MappingProxyType(
 __all__ = [
     "AgenticResult",
     "AgenticStep",
+    "Budget",
     "Context",
     "StepRecord",
     "UnfinishedRunError",

@@ -7,13 +7,21 @@ from typing import Any
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 
+from agentloop_graph.budget import BudgetExhausted, Meter
 from agentloop_graph.calls import ModelRequest, acall_model, call_model
 from agentloop_graph.context import Settings
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, clean_answer
 from agentloop_graph.progress import RESULT_PREVIEW, ProgressEvent, StepAdapted, aemit, emit
 from agentloop_graph.prompts import adapter_prompt
-from agentloop_graph.state import StepInput
-from agentloop_graph.steps import StepFailure, end_step, failure_text, open_step, spend
+from agentloop_graph.state import Cursor, StepInput
+from agentloop_graph.steps import (
+    NoNewApproach,
+    StepFailure,
+    end_step,
+    failure_text,
+    open_step,
+    spend,
+)
 
 
 def _request(state: StepInput, settings: Settings) -> ModelRequest:
@@ -26,30 +34,47 @@ def _request(state: StepInput, settings: Settings) -> ModelRequest:
         adapter_prompt(state["task"], step, len(plan), attempted, failure),
         "adapter",
         {"task_id": state["task_id"], "step": step, "attempt": cursor["attempt"]},
+        Meter.of(cursor),
     )
 
 
+def _revision(state: StepInput, reply: AIMessage | Exception) -> Exception | str:
+    """The revised step, or why there is none to attempt."""
+    if isinstance(reply, Exception):
+        return reply
+    revised = cap(clean_answer(reply.text), MAX_TEXT_CHARS)
+    if not revised:
+        return StepFailure("the adapter returned an empty step")
+    cursor = state["cursor"]
+    attempted = cursor["description"] or state["plan"][open_step(state) - 1]
+    if _same_step(revised) in {_same_step(text) for text in (attempted, *cursor["revisions"])}:
+        # A revision already tried would fail the same way: end the step, don't loop.
+        return NoNewApproach("the adapter proposed no new approach")
+    return revised
+
+
+def _same_step(text: str) -> str:
+    return " ".join(text.casefold().split()).rstrip(".")
+
+
 def _apply(
-    state: StepInput, settings: Settings, reply: AIMessage | Exception
+    state: StepInput, settings: Settings, request: ModelRequest, reply: AIMessage | Exception
 ) -> tuple[dict[str, Any], list[ProgressEvent]]:
     """A revised step to attempt next; if there is none, the step ends as failed."""
-    cursor = state["cursor"]
-    revised = "" if isinstance(reply, Exception) else cap(clean_answer(reply.text), MAX_TEXT_CHARS)
-    cursor = spend(cursor, [] if isinstance(reply, Exception) else [reply])
-    if not revised:
-        failure = (
-            reply
-            if isinstance(reply, Exception)
-            else StepFailure("the adapter returned an empty step")
-        )
+    revised = _revision(state, reply)
+    cursor = spend(state["cursor"], [] if isinstance(reply, Exception) else [reply], request.meter)
+    if isinstance(revised, Exception):
+        if isinstance(revised, BudgetExhausted):
+            cursor = {**cursor, "stopped": revised.spent}
         update, complete = end_step(
             state,
             cursor,
             status="failed",
             result="",
-            error=failure_text(settings.models.adapter, None, failure),
+            error=failure_text(settings.models.adapter, None, revised),
             attempts=cursor["attempt"],
             started_at=cursor["step_started_at"] or cursor["started_at"],
+            root_cause=not isinstance(revised, BudgetExhausted | NoNewApproach),
         )
         return update, [complete]
     step = open_step(state)
@@ -62,20 +87,28 @@ def _apply(
         "error": cursor["error"] or "unknown error",
         "adaptation": revised[:RESULT_PREVIEW],
     }
-    return {"cursor": {**cursor, "description": revised, "needs_adaptation": False}}, [adapted]
+    revisions = [*cursor["revisions"], revised]
+    next_try: Cursor = {
+        **cursor,
+        "description": revised,
+        "revisions": revisions,
+        "needs_adaptation": False,
+    }
+    return {"cursor": next_try}, [adapted]
 
 
 def adapt(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
     """Ask for a revised step; if that fails, the step ends as failed."""
-    reply = call_model(_request(state, settings), config, settings)
-    update, events = _apply(state, settings, reply)
+    request = _request(state, settings)
+    update, events = _apply(state, settings, request, call_model(request, config, settings))
     emit(config, *events)
     return update
 
 
 async def aadapt(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
     """Async twin of `adapt`."""
-    reply = await acall_model(_request(state, settings), config, settings)
-    update, events = _apply(state, settings, reply)
+    request = _request(state, settings)
+    reply = await acall_model(request, config, settings)
+    update, events = _apply(state, settings, request, reply)
     await aemit(config, *events)
     return update

@@ -23,6 +23,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 
+from agentloop_graph.budget import BudgetExhausted, Meter
 from agentloop_graph.context import Settings
 from agentloop_graph.models import ModelCallTimeout, is_transient
 from agentloop_graph.progress import has_handlers
@@ -44,6 +45,8 @@ class ModelRequest:
     prompt: str | list[Any]
     phase: str
     metadata: dict[str, Any]
+    meter: Meter
+    """The run's spending, checked against its budget before the call and updated after."""
     deadline: float | None = None
 
 
@@ -193,16 +196,21 @@ def call_model(
 ) -> AIMessage | Exception:
     """The model's reply through its blocking API, or the error the call ended with.
 
-    Transient errors (a 5xx or 429 answer, a connection cut) are retried with backoff.
+    Transient errors (a 5xx or 429 answer, a connection cut) are retried with backoff. A
+    call (or retry) the run's budget does not allow is not made: the error is
+    `BudgetExhausted`.
     """
     model, prompt, call_config = request.model, request.prompt, _model_config(config, request)
     stop = _stop_of(config)
     for retry in itertools.count():
+        if (spent := request.meter.refusal(settings.budget)) is not None:
+            return BudgetExhausted(spent)
+        request.meter.model_calls += 1
         try:
             timeout, out_of_time = _limit(request, settings)
             try:
                 answer = _with_timeout(lambda: model.invoke(prompt, call_config), timeout, stop)
-                return cast(AIMessage, answer)
+                return request.meter.spend(cast(AIMessage, answer))
             except _OutOfTime:
                 raise out_of_time from None
         except GraphBubbleUp:
@@ -223,11 +231,14 @@ async def acall_model(
     """Async twin of `call_model`."""
     call_config = _model_config(config, request)
     for retry in itertools.count():
+        if (spent := request.meter.refusal(settings.budget)) is not None:
+            return BudgetExhausted(spent)
+        request.meter.model_calls += 1
         try:
             timeout, out_of_time = _limit(request, settings)
             try:
                 reply = request.model.ainvoke(request.prompt, call_config)
-                return cast(AIMessage, await _await_within(reply, timeout))
+                return request.meter.spend(cast(AIMessage, await _await_within(reply, timeout)))
             except _OutOfTime:
                 raise out_of_time from None
         except GraphBubbleUp:

@@ -44,6 +44,19 @@ def _stopping(chunks: Generator[Any, None, None], stop: Stop) -> Iterator[Any]:
         chunks.close()
 
 
+def _run_id(config: RunnableConfig) -> str | None:
+    """The id of the run `config` starts, where servers put it (LangGraph writes it into
+    every checkpoint's metadata); a server re-delivering a run keeps it."""
+    for found in (
+        config.get("metadata", {}).get("run_id"),
+        config.get(CONF, {}).get("run_id"),
+        config.get("run_id"),
+    ):
+        if found is not None:
+            return str(found)
+    return None
+
+
 CONTEXT_FIELDS = frozenset(field.name for field in fields(Context))
 
 
@@ -98,20 +111,23 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
 
     @staticmethod
     def _resumes(state: StateSnapshot, config: RunnableConfig) -> bool:
-        """Whether a new input on this thread resumes its unfinished run (same `run_id`).
+        """Whether a new input on this thread resumes its unfinished run: the same run,
+        delivered again (a server re-running it after its worker died).
 
         Raises:
             UnfinishedRunError: The thread's run is unfinished and this is another run.
         """
-        if not state.next:
+        # `tasks`, not `next`: a task whose writes are saved is left out of `next`, and a
+        # crash before the following checkpoint must still count as unfinished.
+        if not state.tasks:
             return False
-        cursor = state.values.get("cursor") or {}
-        run_id = config.get("run_id")
-        if run_id is not None and cursor.get("run_id") == str(run_id):
+        run_id = _run_id(config)
+        if run_id is not None and run_id == str((state.metadata or {}).get("run_id")):
             return True
         thread = config.get(CONF, {}).get("thread_id")
+        waiting = ", ".join(task.name for task in state.tasks)
         raise UnfinishedRunError(
-            f"thread {thread!r} has an unfinished run (next: {', '.join(state.next)}); "
+            f"thread {thread!r} has an unfinished run (next: {waiting}); "
             "resume it with None or Command(resume=...) as input, "
             "or start the new task on another thread_id"
         )

@@ -12,6 +12,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import Field
 
+from agentloop_graph.budget import Budget, as_budget
+
 
 @dataclass(kw_only=True)
 class Context:
@@ -52,6 +54,10 @@ class Context:
     tools: Annotated[
         list[str] | None,
         Field(description="Names of the loop's tools this run may call; all of them when unset."),
+    ] = None
+    budget: Annotated[
+        Budget | None,
+        Field(description="What this run may spend: model calls, tokens, seconds."),
     ] = None
 
 
@@ -104,6 +110,7 @@ class Settings:
     approve_plan: bool
     model_timeout: float | None
     max_retries: int
+    budget: Budget | None
 
 
 ModelsFor = Callable[[str | None, tuple[str, ...]], Models]
@@ -141,6 +148,8 @@ def resolve(defaults: Settings, context: Context | None, models_for: ModelsFor) 
     overrides: dict[str, Any] = {
         name: value for name in _OVERRIDES if (value := getattr(context, name)) is not None
     }
+    if context.budget is not None:
+        overrides["budget"] = as_budget(context.budget)
     if context.model is not None or context.tools is not None:
         tools = defaults.tools
         if context.tools is not None:

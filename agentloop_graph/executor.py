@@ -14,6 +14,7 @@ from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import interrupt
 
+from agentloop_graph.budget import BudgetExhausted, Meter
 from agentloop_graph.calls import (
     ModelRequest,
     acall_model,
@@ -29,6 +30,7 @@ from agentloop_graph.parsing import (
     cap,
     clean_answer,
     reasoning_of,
+    repeats_itself,
 )
 from agentloop_graph.progress import ProgressEvent, StepFailed, StepStarted, aemit, emit
 from agentloop_graph.prompts import executor_prompt
@@ -51,6 +53,7 @@ class Attempt:
     prompt: str
     deadline: float | None
     trace: dict[str, Any]
+    meter: Meter
     replies: list[AIMessage] = field(default_factory=list)
     """Every model reply of the attempt, so the tokens of a failed attempt count too."""
     calls_made: set[str] = field(default_factory=set)
@@ -59,7 +62,12 @@ class Attempt:
     def request(self, settings: Settings, conversation: str | list[BaseMessage]) -> ModelRequest:
         """The next model call of the attempt."""
         return ModelRequest(
-            settings.models.executor_with_tools, conversation, "executor", self.trace, self.deadline
+            settings.models.executor_with_tools,
+            conversation,
+            "executor",
+            self.trace,
+            self.meter,
+            self.deadline,
         )
 
     def next_conversation(
@@ -86,6 +94,8 @@ class Attempt:
         text = clean_answer(reply.text)
         if not text:
             raise StepFailure("the model returned an empty answer")
+        if repeats_itself(text):
+            raise StepFailure("the model repeated itself")
         return cap(text, MAX_RESULT_CHARS)
 
     def tool_for(self, call: ToolCall, index: int, settings: Settings) -> BaseTool | ToolMessage:
@@ -178,6 +188,7 @@ def _begin(state: StepInput, settings: Settings) -> tuple[Attempt, StepStarted]:
         prompt=executor_prompt(state["task"], step, len(plan), description, state["steps"]),
         deadline=time.monotonic() + settings.step_timeout if settings.step_timeout else None,
         trace={"task_id": state["task_id"], "step": step, "attempt": number},
+        meter=Meter.of(cursor),
     )
     started: StepStarted = {
         "event": "agentic.step_started",
@@ -194,7 +205,7 @@ def _end(
     state: StepInput, settings: Settings, attempt: Attempt, outcome: str | Exception
 ) -> tuple[dict[str, Any], list[ProgressEvent]]:
     """The update an attempt's outcome (its answer, or why it failed) makes, and its events."""
-    cursor: Cursor = spend(state["cursor"], attempt.replies)
+    cursor: Cursor = spend(state["cursor"], attempt.replies, attempt.meter)
     if isinstance(outcome, str):
         status: StepStatus = "adapted" if attempt.number > 1 else "completed"
         reasoning = reasoning_of(attempt.replies[-1])
@@ -219,7 +230,10 @@ def _end(
         "error": error,
         "attempt": attempt.number,
     }
-    if attempt.number - 1 < settings.max_adaptations:
+    stopped = isinstance(outcome, BudgetExhausted)
+    if isinstance(outcome, BudgetExhausted):  # no adaptation: it would need a model call too
+        cursor = {**cursor, "stopped": outcome.spent}
+    elif attempt.number - 1 < settings.max_adaptations:
         retry: Cursor = {
             **cursor,
             "attempt": attempt.number,
@@ -237,6 +251,7 @@ def _end(
         error=error,
         attempts=attempt.number,
         started_at=attempt.started_at,
+        root_cause=not stopped,
     )
     return update, [failed, complete]
 

@@ -27,10 +27,11 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import get_runtime
 
 from agentloop_graph.adapter import aadapt, adapt
+from agentloop_graph.budget import Budget, as_budget
 from agentloop_graph.compiled import AgentLoopGraph
 from agentloop_graph.context import Context, Models, Settings, check_settings, resolve
 from agentloop_graph.executor import aexecute, execute
-from agentloop_graph.models import DEFAULT_MODEL, for_planning, resolve_model
+from agentloop_graph.models import DEFAULT_MODEL, for_phase, resolve_model
 from agentloop_graph.planner import aplan, plan
 from agentloop_graph.state import (
     AgentLoopState,
@@ -98,8 +99,10 @@ def route_after_planner(state: PlannerInput) -> Literal["executor", "summariser"
 
 
 def route_after_adapter(state: StepInput) -> Literal["executor", "summariser"]:
-    """Attempt the open or next step, or summarise once every step has ended."""
-    return "executor" if len(state["steps"]) < len(state["plan"]) else "summariser"
+    """Attempt the open or next step, or summarise once every step has ended (or the
+    budget is spent)."""
+    more = len(state["steps"]) < len(state["plan"])
+    return "executor" if more and not state["cursor"]["stopped"] else "summariser"
 
 
 def route_after_executor(state: StepInput) -> Literal["executor", "adapter", "summariser"]:
@@ -138,23 +141,14 @@ def _models(
     tools: Mapping[str, BaseTool],
 ) -> Models:
     """Each phase's model: its own argument if given, else the shared `model`."""
-    chosen = {
-        phase: build(phases["model"] if spec is None else spec, "model" if spec is None else phase)
-        for phase, spec in phases.items()
-        if phase != "model"
-    }
-    planner_spec = phases["planner_model"] or phases["model"]
-    planner = chosen["planner_model"]
-    # Only models the loop built get its planning defaults; a model object is the caller's.
-    if isinstance(planner_spec, str):
-        planner = for_planning(planner)
-    return Models(
-        planner=planner,
-        executor=chosen["executor_model"],
-        adapter=chosen["adapter_model"],
-        summariser=chosen["summariser_model"],
-        executor_with_tools=_with_tools(chosen["executor_model"], tools),
-    )
+    chosen: dict[str, BaseChatModel] = {}
+    for phase in ("planner", "executor", "adapter", "summariser"):
+        own = phases[f"{phase}_model"]
+        spec = phases["model"] if own is None else own
+        model = build(spec, "model" if own is None else f"{phase}_model")
+        # Only models the loop built get its defaults; a model object is the caller's.
+        chosen[phase] = for_phase(model, phase) if isinstance(spec, str) else model
+    return Models(**chosen, executor_with_tools=_with_tools(chosen["executor"], tools))
 
 
 def create_agent_loop(
@@ -174,6 +168,7 @@ def create_agent_loop(
     model_options: Mapping[str, Any] | None = None,
     model_timeout: float | None = None,
     max_retries: int = 3,
+    budget: Budget | None = None,
     checkpointer: Any = None,
     store: Any = None,
     name: str = "agent_loop",
@@ -202,6 +197,8 @@ def create_agent_loop(
             300-second HTTP timeout, since the Ollama client has none of its own).
         max_retries: Retries of a model call that failed transiently (a 5xx or 429
             answer, a connection cut mid-answer), with exponential backoff.
+        budget: What one run may spend (`Budget(max_model_calls=, max_tokens=,
+            max_seconds=)`), checked before every model call; `Context.budget` per run.
         checkpointer: Passed to `compile`; with one, every attempt is checkpointed.
         store: Passed to `compile`.
         name: The compiled graph's name.
@@ -254,6 +251,7 @@ def create_agent_loop(
         approve_plan=approve_plan,
         model_timeout=model_timeout,
         max_retries=max_retries,
+        budget=as_budget(budget),
     )
     check_settings(defaults)
 

@@ -297,11 +297,24 @@ def describe_error(model: object, exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def for_planning(model: BaseChatModel) -> BaseChatModel:
-    """The planner's copy of a model the loop built: temperature 0 where it is unset.
+ANSWER_TOKENS = MappingProxyType(
+    {"planner": 512, "executor": 1024, "adapter": 256, "summariser": 1024}
+)
+"""Each phase's longest answer from an Ollama model the loop built, unless `model_options`
+sets `num_predict`: Ollama lets a model write until its context is full, and a small model
+that repeats itself would hold a step for minutes."""
 
-    A plan should not change between two runs of the same task.
+
+def for_phase(model: BaseChatModel, phase: str) -> BaseChatModel:
+    """The copy of a model the loop built from a string that `phase` uses.
+
+    The planner's has temperature 0 where it is unset (a plan should not change between
+    two runs of the same task); an Ollama model's answers are capped at `ANSWER_TOKENS`.
     """
-    if "temperature" in type(model).model_fields and getattr(model, "temperature", 0) is None:
-        return model.model_copy(update={"temperature": 0})
-    return model
+    update: dict[str, Any] = {}
+    unset_temperature = getattr(model, "temperature", 0) is None
+    if phase == "planner" and "temperature" in type(model).model_fields and unset_temperature:
+        update["temperature"] = 0
+    if type(model).__name__ == "ChatOllama" and getattr(model, "num_predict", 0) is None:
+        update["num_predict"] = ANSWER_TOKENS[phase]
+    return model.model_copy(update=update) if update else model

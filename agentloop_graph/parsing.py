@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 
 from langchain_core.messages import AIMessage, BaseMessage
 
@@ -50,6 +51,18 @@ def cap(text: str, limit: int) -> str:
         return text
     marker = f" …[{len(text)} characters, cut]"
     return text[: limit - len(marker)] + marker
+
+
+REPEATS_MIN_CHARS = 400
+"""Shorter answers are never judged repetitive."""
+
+
+def repeats_itself(text: str) -> bool:
+    """Whether `text` is one short passage repeated (a small model caught in a loop, as
+    `1.1.1: 1.1.1: ...`): it compresses to under a tenth of its size, which prose, lists
+    and code do not."""
+    data = text.encode("utf-8", "replace")
+    return len(data) >= REPEATS_MIN_CHARS and len(zlib.compress(data)) * 10 < len(data)
 
 
 def clean_answer(text: str) -> str:

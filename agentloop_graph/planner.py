@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
 
+from agentloop_graph.budget import Meter
 from agentloop_graph.calls import ModelRequest, acall_model, call_model
 from agentloop_graph.context import Settings
 from agentloop_graph.models import describe_error, with_json_schema
@@ -23,7 +25,7 @@ def _unsaved() -> bool:
     return info is None or info.thread_id is None
 
 
-def _request(state: PlannerInput, config: RunnableConfig, settings: Settings) -> ModelRequest:
+def _request(state: PlannerInput, settings: Settings) -> ModelRequest:
     if settings.approve_plan and _unsaved():
         # Without a checkpointer the pause could never be resumed.
         raise ValueError(
@@ -36,22 +38,20 @@ def _request(state: PlannerInput, config: RunnableConfig, settings: Settings) ->
         planner_prompt(state["task"], settings.max_steps),
         "planner",
         {"task_id": uuid.uuid4().hex[:12]},
+        Meter(model_calls=0, tokens=0, started_at=time.time()),
     )
 
 
 def _apply(
     state: PlannerInput,
-    config: RunnableConfig,
     settings: Settings,
     request: ModelRequest,
     reply: AIMessage | Exception,
 ) -> tuple[dict[str, Any], list[PlanReady]]:
     """The update that starts the run (every output key set afresh) with its plan."""
     task, task_id = state["task"], request.metadata["task_id"]
-    run_id = config.get("run_id")
-    cursor = new_cursor(
-        approved=not settings.approve_plan, run_id=None if run_id is None else str(run_id)
-    )
+    cursor = new_cursor(approved=not settings.approve_plan, started_at=request.meter.started_at)
+    cursor["model_calls"] = request.meter.model_calls
     update = new_run(task_id, cursor)
     model = settings.models.planner
     if isinstance(reply, Exception):
@@ -79,16 +79,16 @@ def _apply(
 
 def plan(state: PlannerInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
     """Ask the model for a plan of at most `max_steps` steps."""
-    request = _request(state, config, settings)
-    update, events = _apply(state, config, settings, request, call_model(request, config, settings))
+    request = _request(state, settings)
+    update, events = _apply(state, settings, request, call_model(request, config, settings))
     emit(config, *events)
     return update
 
 
 async def aplan(state: PlannerInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
     """Async twin of `plan`."""
-    request = _request(state, config, settings)
+    request = _request(state, settings)
     reply = await acall_model(request, config, settings)
-    update, events = _apply(state, config, settings, request, reply)
+    update, events = _apply(state, settings, request, reply)
     await aemit(config, *events)
     return update

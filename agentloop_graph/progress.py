@@ -17,6 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from typing_extensions import TypedDict
 
+from agentloop_graph.budget import BudgetReport
 from agentloop_graph.state import RunStatus, StepStatus, Usage
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ class TaskComplete(TypedDict):
     """The final answer's first 300 characters, or None when there is none."""
     duration_ms: int
     usage: Usage
+    budget: BudgetReport
+    """The run's limits and what it spent."""
 
 
 ProgressEvent = PlanReady | StepStarted | StepFailed | StepAdapted | StepComplete | TaskComplete

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, NotRequired, TypeVar
 
@@ -12,6 +11,7 @@ from langgraph.graph.message import add_messages
 from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
+from agentloop_graph.budget import Spent
 from agentloop_graph.parsing import storable, storable_message
 
 T = TypeVar("T")
@@ -96,6 +96,8 @@ class OpenStep(TypedDict):
     first_error: str | None
     """The open step's first failure, or None: the root cause, kept when later attempts
     fail differently."""
+    revisions: list[str]
+    """The revised step texts the adapter proposed for the open step."""
     needs_adaptation: bool
     """The last attempt failed and the adapter may still revise the step."""
     step_usage: Usage
@@ -113,9 +115,10 @@ class Cursor(OpenStep):
     """Whether the plan may run: approved by a person, or no approval asked."""
     run_usage: Usage
     """Tokens spent by the run so far."""
-    run_id: str | None
-    """The id of the run (`config["run_id"]`) that started this task, if it had one: a
-    server that delivers that run again resumes it instead of starting over."""
+    model_calls: int
+    """Model calls the run has made so far (each retry counts)."""
+    stopped: Spent | None
+    """The budget that stopped the run, or None."""
 
 
 Task = Annotated[str, DeltaChannel(latest)]
@@ -220,20 +223,22 @@ def no_open_step() -> OpenStep:
         "description": None,
         "error": None,
         "first_error": None,
+        "revisions": [],
         "needs_adaptation": False,
         "step_usage": no_usage(),
     }
 
 
-def new_cursor(*, approved: bool, run_id: str | None) -> Cursor:
+def new_cursor(*, approved: bool, started_at: float) -> Cursor:
     """The cursor of a new run, before its first step."""
     return {
         **no_open_step(),
-        "started_at": time.time(),
+        "started_at": started_at,
         "planned": 0,
         "approved": approved,
         "run_usage": no_usage(),
-        "run_id": run_id,
+        "model_calls": 0,
+        "stopped": None,
     }
 
 

@@ -6,32 +6,41 @@ import time
 
 from langchain_core.messages import AIMessage
 
+from agentloop_graph.budget import BudgetExhausted, Meter
 from agentloop_graph.calls import StepTimeout
 from agentloop_graph.models import describe_error
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap
 from agentloop_graph.progress import RESULT_PREVIEW, StepComplete
 from agentloop_graph.state import Cursor, StepInput, StepRecord, StepStatus, add_usage, next_cursor
 
+ALSO_FAILED = "; Adaptation also failed: "
+
 
 class StepFailure(Exception):
     """A model answer the loop cannot use (empty, or a tool loop that never ended)."""
 
 
+class NoNewApproach(StepFailure):
+    """The adapter proposed a step already tried: another attempt would fail the same way."""
+
+
 def failure_text(model: object, step_timeout: float | None, exc: Exception) -> str:
     """The `error` text a failed attempt or adapter call leaves in its step record."""
-    if isinstance(exc, StepFailure):
+    if isinstance(exc, StepFailure | BudgetExhausted):
         return str(exc)
     if isinstance(exc, StepTimeout):
         return f"the attempt timed out after {step_timeout:g} s"
     return cap(describe_error(model, exc), MAX_TEXT_CHARS)
 
 
-def spend(cursor: Cursor, replies: list[AIMessage]) -> Cursor:
-    """`cursor` with the tokens of `replies` added to the open step's and the run's."""
+def spend(cursor: Cursor, replies: list[AIMessage], meter: Meter) -> Cursor:
+    """`cursor` with the tokens of `replies` added to the open step's and the run's, and
+    the model calls `meter` counted."""
     return {
         **cursor,
         "step_usage": add_usage(cursor["step_usage"], replies),
         "run_usage": add_usage(cursor["run_usage"], replies),
+        "model_calls": meter.model_calls,
     }
 
 
@@ -50,16 +59,20 @@ def end_step(
     attempts: int,
     started_at: float,
     reasoning: str | None = None,
+    root_cause: bool = True,
 ) -> tuple[dict[str, object], StepComplete]:
     """The update that records how the open step ended and moves on, and its event.
 
-    `cursor` is the open step's, its token counts brought up to date.
+    `cursor` is the open step's, its token counts brought up to date. A failed step's
+    `error` keeps the step's first failure beside the last (`root_cause`), unless the last
+    says all there is to say (a spent budget, no new approach).
     """
     step = open_step(state)
     first = cursor["first_error"]
-    if status == "failed" and first is not None and first != error:
+    if status == "failed" and root_cause and first is not None and error not in (None, first):
         # The root cause stays beside the last failure, as the original loop kept both.
-        error = f"{first}; Adaptation also failed: {error}"
+        half = (MAX_TEXT_CHARS - len(ALSO_FAILED)) // 2
+        error = f"{cap(first, half)}{ALSO_FAILED}{cap(error, half)}"
     record: StepRecord = {
         "step_num": step,
         "description": state["plan"][step - 1],

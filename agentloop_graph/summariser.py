@@ -10,6 +10,7 @@ from typing import Any
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 
+from agentloop_graph.budget import BudgetExhausted, Meter, report
 from agentloop_graph.calls import ModelRequest, acall_model, call_model
 from agentloop_graph.context import Settings
 from agentloop_graph.parsing import MAX_RESULT_CHARS, MAX_TEXT_CHARS, cap, clean_answer
@@ -52,7 +53,8 @@ def _outcome(state: SummariserInput) -> tuple[str, RunStatus]:
     truncated = cursor["planned"] > len(plan)
     if truncated:
         summary += f" The plan was cut from {cursor['planned']} to {len(plan)} steps (max_steps)."
-    return summary, run_status(truncated, steps)
+    # Steps the budget never let start are missing too.
+    return summary, run_status(truncated or len(steps) < len(plan), steps)
 
 
 def _request(state: SummariserInput, settings: Settings) -> ModelRequest | None:
@@ -63,22 +65,32 @@ def _request(state: SummariserInput, settings: Settings) -> ModelRequest | None:
         summariser_prompt(state["task"], state["steps"]),
         "summariser",
         {"task_id": state["task_id"]},
+        Meter.of(state["cursor"]),
     )
 
 
 def _apply(
-    state: SummariserInput, reply: AIMessage | Exception | None
+    state: SummariserInput,
+    settings: Settings,
+    request: ModelRequest | None,
+    reply: AIMessage | Exception | None,
 ) -> tuple[dict[str, Any], TaskComplete]:
     """The update that closes the run, and its last event."""
     summary, status = _outcome(state)
     cursor = state["cursor"]
     usage = cursor["run_usage"]
     answer: str | None = None
-    if isinstance(reply, Exception):
+    stopped = cursor["stopped"]
+    if isinstance(reply, BudgetExhausted):
+        stopped = stopped or reply.spent
+    elif isinstance(reply, Exception):
         logger.warning("the final answer could not be written", exc_info=reply)
     elif reply is not None:
         answer = cap(clean_answer(reply.text), MAX_RESULT_CHARS) or None
         usage = add_usage(usage, [reply])
+    if stopped is not None:
+        summary += f" Stopped: {stopped} budget spent."
+    meter = request.meter if request is not None else Meter.of(cursor)
     duration_ms = int((time.time() - cursor["started_at"]) * 1000)
     event: TaskComplete = {
         "event": "agentic.task_complete",
@@ -89,6 +101,7 @@ def _apply(
         "answer": None if answer is None else answer[:SUMMARY_PREVIEW],
         "duration_ms": duration_ms,
         "usage": usage,
+        "budget": report(settings.budget, meter),
     }
     update = {
         "summary": summary,
@@ -105,7 +118,7 @@ def summarise(state: SummariserInput, config: RunnableConfig, settings: Settings
     """Close the run: summary, status, answer, duration, the final AI message."""
     request = _request(state, settings)
     reply = None if request is None else call_model(request, config, settings)
-    update, event = _apply(state, reply)
+    update, event = _apply(state, settings, request, reply)
     emit(config, event)
     return update
 
@@ -116,6 +129,6 @@ async def asummarise(
     """Async twin of `summarise`."""
     request = _request(state, settings)
     reply = None if request is None else await acall_model(request, config, settings)
-    update, event = _apply(state, reply)
+    update, event = _apply(state, settings, request, reply)
     await aemit(config, event)
     return update

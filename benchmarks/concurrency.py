@@ -93,7 +93,7 @@ def contract_floor_graph(model: ScriptedChatModel, steps: int) -> Any:
     async def planner(state: PlannerInput) -> dict[str, Any]:
         await model.ainvoke("Break this task into steps")
         plan = [f"Do part {i}" for i in range(1, steps + 1)]
-        return {**new_run("floor", new_cursor(approved=True, run_id=None)), "plan": plan}
+        return {**new_run("floor", new_cursor(approved=True, started_at=time.time())), "plan": plan}
 
     async def executor(state: StepInput) -> dict[str, Any]:
         await model.ainvoke("Execute this step")

@@ -133,7 +133,7 @@ def test_checkpoint_after_every_executor_attempt() -> None:
 def test_a_new_task_on_an_unfinished_thread_is_refused(run: Run) -> None:
     from langgraph.types import Command
 
-    from agentloop_graph.compiled import UnfinishedRunError
+    from agentloop_graph import UnfinishedRunError
 
     model = echo_model()
     graph = create_agent_loop(model, approve_plan=True, checkpointer=InMemorySaver())

@@ -63,5 +63,6 @@ def test_studio_sees_every_context_field_with_a_description() -> None:
         "summarise_with_model",
         "approve_plan",
         "tools",
+        "budget",
     }
     assert all(field.get("description") for field in schema["properties"].values())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import string
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -109,7 +111,9 @@ def check_sequence(events: list[dict[str, Any]]) -> None:
     assert len(task_ids) == 1 and None not in task_ids
     for event, (_, fields) in zip(events, EXPECTED, strict=True):
         extra = {
-            k: v for k, v in event.items() if k not in ("event", "task_id", "duration_ms", "usage")
+            k: v
+            for k, v in event.items()
+            if k not in ("event", "task_id", "duration_ms", "usage", "budget")
         }
         assert extra == fields
     assert isinstance(events[-1]["duration_ms"], int)
@@ -157,7 +161,7 @@ def test_planning_failure_still_ends_with_task_complete() -> None:
 
 
 def test_previews_are_capped() -> None:
-    long = "x" * 1000
+    long = "".join(random.Random(0).choices(string.ascii_lowercase + " ", k=1000))
     model = ScriptedChatModel(
         responses={
             "planner": [numbered("a")],
@@ -169,7 +173,7 @@ def test_previews_are_capped() -> None:
     task = "t" * 400
     events = list(create_agent_loop(model).stream({"task": task}, stream_mode="custom"))
     by_name = {e["event"]: e for e in events}
-    assert by_name["agentic.step_complete"]["result"] == "x" * 200
+    assert by_name["agentic.step_complete"]["result"] == long[:200]
     assert by_name["agentic.step_adapted"]["adaptation"] == "y" * 200
     assert len(by_name["agentic.task_complete"]["summary"]) == 300
 

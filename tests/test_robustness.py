@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import string
 import threading
 from typing import Any
 
@@ -69,7 +71,8 @@ def test_any_model_output_ends_in_a_valid_run(plan: str, script: list[Any]) -> N
 
 
 def test_huge_outputs_are_capped(run: Run) -> None:
-    huge = "x" * 1_000_000
+    # Random letters: one letter repeated would be a model repeating itself (a failure).
+    huge = "".join(random.Random(0).choices(string.ascii_lowercase + " ", k=1_000_000))
     model = ScriptedChatModel(
         responses={
             "planner": [numbered("y" * 100_000, "b")],
