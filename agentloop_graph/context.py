@@ -12,6 +12,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import Field
 
+from agentloop_graph.prompts import Prompts
+
 
 @dataclass(kw_only=True)
 class Context:
@@ -104,6 +106,8 @@ class Settings:
     approve_plan: bool
     model_timeout: float | None
     max_retries: int
+    prompts: Prompts
+    """The phases' templates and the system prompt (fixed when the loop is built)."""
 
 
 ModelsFor = Callable[[str | None, tuple[str, ...]], Models]

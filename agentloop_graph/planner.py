@@ -33,7 +33,7 @@ def _request(state: PlannerInput, config: RunnableConfig, settings: Settings) ->
     model = settings.models.planner
     return ModelRequest(
         with_json_schema(model, PLAN_SCHEMA) or model,
-        planner_prompt(state["task"], settings.max_steps),
+        planner_prompt(settings.prompts, state["task"], settings.max_steps),
         "planner",
         {"task_id": uuid.uuid4().hex[:12]},
     )
