@@ -31,7 +31,7 @@ def _request(state: StepInput, settings: Settings) -> ModelRequest:
     failure = cursor["error"] or "unknown error"
     return ModelRequest(
         settings.models.adapter,
-        adapter_prompt(state["task"], step, len(plan), attempted, failure),
+        adapter_prompt(settings.prompts, state["task"], step, len(plan), attempted, failure),
         "adapter",
         {"task_id": state["task_id"], "step": step, "attempt": cursor["attempt"]},
         Meter.of(cursor),

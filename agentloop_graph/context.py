@@ -13,6 +13,7 @@ from langchain_core.tools import BaseTool
 from pydantic import Field
 
 from agentloop_graph.budget import Budget, as_budget
+from agentloop_graph.prompts import Prompts
 
 
 @dataclass(kw_only=True)
@@ -111,6 +112,8 @@ class Settings:
     model_timeout: float | None
     max_retries: int
     budget: Budget | None
+    prompts: Prompts
+    """The phases' templates and the system prompt (fixed when the loop is built)."""
 
 
 ModelsFor = Callable[[str | None, tuple[str, ...]], Models]

@@ -33,7 +33,7 @@ from agentloop_graph.parsing import (
     repeats_itself,
 )
 from agentloop_graph.progress import ProgressEvent, StepFailed, StepStarted, aemit, emit
-from agentloop_graph.prompts import executor_prompt
+from agentloop_graph.prompts import PromptInput, executor_prompt
 from agentloop_graph.state import Cursor, StepInput, StepStatus
 from agentloop_graph.steps import StepFailure, end_step, failure_text, open_step, spend
 
@@ -50,7 +50,7 @@ class Attempt:
     description: str
     number: int
     started_at: float
-    prompt: str
+    prompt: PromptInput
     deadline: float | None
     trace: dict[str, Any]
     meter: Meter
@@ -59,7 +59,7 @@ class Attempt:
     calls_made: set[str] = field(default_factory=set)
     """Fingerprints of the tool calls already run in this attempt."""
 
-    def request(self, settings: Settings, conversation: str | list[BaseMessage]) -> ModelRequest:
+    def request(self, settings: Settings, conversation: PromptInput) -> ModelRequest:
         """The next model call of the attempt."""
         return ModelRequest(
             settings.models.executor_with_tools,
@@ -70,9 +70,7 @@ class Attempt:
             self.deadline,
         )
 
-    def next_conversation(
-        self, conversation: str | list[BaseMessage], reply: AIMessage
-    ) -> list[BaseMessage]:
+    def next_conversation(self, conversation: PromptInput, reply: AIMessage) -> list[BaseMessage]:
         """The conversation so far, with the model's tool-calling `reply` recorded."""
         self.replies.append(reply)
         if isinstance(conversation, str):
@@ -185,7 +183,9 @@ def _begin(state: StepInput, settings: Settings) -> tuple[Attempt, StepStarted]:
         description=description,
         number=number,
         started_at=cursor["step_started_at"] or time.time(),
-        prompt=executor_prompt(state["task"], step, len(plan), description, state["steps"]),
+        prompt=executor_prompt(
+            settings.prompts, state["task"], step, len(plan), description, state["steps"]
+        ),
         deadline=time.monotonic() + settings.step_timeout if settings.step_timeout else None,
         trace={"task_id": state["task_id"], "step": step, "attempt": number},
         meter=Meter.of(cursor),
@@ -258,7 +258,7 @@ def _end(
 
 def _attempt(attempt: Attempt, config: RunnableConfig, settings: Settings) -> str:
     """Ask the model, running the tools it calls, until it answers in text."""
-    conversation: str | list[BaseMessage] = attempt.prompt
+    conversation: PromptInput = attempt.prompt
     for rounds in range(settings.max_tool_rounds + 1):
         reply = call_model(attempt.request(settings, conversation), config, settings)
         if isinstance(reply, Exception):
@@ -277,7 +277,7 @@ def _attempt(attempt: Attempt, config: RunnableConfig, settings: Settings) -> st
 
 async def _aattempt(attempt: Attempt, config: RunnableConfig, settings: Settings) -> str:
     """Async twin of `_attempt`."""
-    conversation: str | list[BaseMessage] = attempt.prompt
+    conversation: PromptInput = attempt.prompt
     for rounds in range(settings.max_tool_rounds + 1):
         reply = await acall_model(attempt.request(settings, conversation), config, settings)
         if isinstance(reply, Exception):

@@ -33,6 +33,7 @@ from agentloop_graph.context import Context, Models, Settings, check_settings, r
 from agentloop_graph.executor import aexecute, execute
 from agentloop_graph.models import DEFAULT_MODEL, for_phase, resolve_model
 from agentloop_graph.planner import aplan, plan
+from agentloop_graph.prompts import build_prompts
 from agentloop_graph.state import (
     AgentLoopState,
     InputState,
@@ -169,6 +170,8 @@ def create_agent_loop(
     model_timeout: float | None = None,
     max_retries: int = 3,
     budget: Budget | None = None,
+    system_prompt: str | None = None,
+    prompts: Mapping[str, str] | None = None,
     checkpointer: Any = None,
     store: Any = None,
     name: str = "agent_loop",
@@ -202,14 +205,31 @@ def create_agent_loop(
         checkpointer: Passed to `compile`; with one, every attempt is checkpointed.
         store: Passed to `compile`.
         name: The compiled graph's name.
+        system_prompt: Sent as a system message before every phase's prompt (planner,
+            executor, adapter, summariser), as is: it is not a template. None sends each
+            prompt alone, as text.
+        prompts: Templates replacing the defaults (`PLANNER`, `EXECUTOR`, `ADAPTER`,
+            `SUMMARISER` in `agentloop_graph.prompts`) of the phases they name:
+            `"planner"`, `"executor"`, `"adapter"`, `"summariser"`. Each is rendered with
+            `str.format` (`{{` and `}}` for literal braces; a field is a plain name, with
+            an optional conversion or format spec) and must name its phase's required
+            fields, may name its optional ones, and nothing else: planner
+            `{task}`, optional `{max_steps}`; executor `{task}`, `{description}` (the
+            step's text, planned or revised), optional `{step}`, `{total}`, `{recent}`
+            (the last two steps' results); adapter `{description}` (the step that
+            failed), `{error}`, optional `{task}`, `{step}`, `{total}`; summariser
+            `{results}` (one `N. step: result` line per step), optional `{task}`.
 
     Returns:
         The compiled graph. Input `{"task": ...}` or `{"messages": [...]}`; per-run
         settings through `context=Context(...)`.
 
     Raises:
-        ValueError: An argument is out of range, or `model` is an unknown string.
-        TypeError: `model` is neither a chat model nor a string, or a tool is not a tool.
+        ValueError: An argument is out of range, `model` is an unknown string,
+            `system_prompt` is blank, or `prompts` names an unknown phase or holds a
+            template that is malformed, lacks a required field or names an unknown one.
+        TypeError: `model` is neither a chat model nor a string, a tool is not a tool,
+            `system_prompt` or a template is not a string, or `prompts` is not a mapping.
 
     Example:
         >>> from agentloop_graph import create_agent_loop
@@ -252,6 +272,7 @@ def create_agent_loop(
         model_timeout=model_timeout,
         max_retries=max_retries,
         budget=as_budget(budget),
+        prompts=build_prompts(system_prompt, prompts),
     )
     check_settings(defaults)
 

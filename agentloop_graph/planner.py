@@ -35,7 +35,7 @@ def _request(state: PlannerInput, settings: Settings) -> ModelRequest:
     model = settings.models.planner
     return ModelRequest(
         with_json_schema(model, PLAN_SCHEMA) or model,
-        planner_prompt(state["task"], settings.max_steps),
+        planner_prompt(settings.prompts, state["task"], settings.max_steps),
         "planner",
         {"task_id": uuid.uuid4().hex[:12]},
         Meter(model_calls=0, tokens=0, started_at=time.time()),

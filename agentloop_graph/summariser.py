@@ -62,7 +62,7 @@ def _request(state: SummariserInput, settings: Settings) -> ModelRequest | None:
         return None
     return ModelRequest(
         settings.models.summariser,
-        summariser_prompt(state["task"], state["steps"]),
+        summariser_prompt(settings.prompts, state["task"], state["steps"]),
         "summariser",
         {"task_id": state["task_id"]},
         Meter.of(state["cursor"]),
