@@ -265,8 +265,9 @@ def _main_file(rows: Any) -> str:
 def _file_lock(database: str, thread_id: str) -> Iterator[None]:
     """Hold an exclusive `flock` on the thread's lock file beside `database`.
 
-    The holder removes the file as it lets go, so lock files do not pile up; a run that
-    locked a file already removed tries again on the new one.
+    The holder removes the file as it lets go, so lock files do not pile up (one left by a
+    killed holder is reused, then removed, by the thread's next run); a run that locked a
+    file already removed tries again on the new one.
     """
     path = f"{database}-thread-{_digest(thread_id).hex()[:16]}.lock"
     while True:
@@ -276,6 +277,9 @@ def _file_lock(database: str, thread_id: str) -> Iterator[None]:
         except BlockingIOError:
             os.close(fd)
             raise ThreadBusyError(thread_id) from None
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             current = os.stat(path)
         except FileNotFoundError:
