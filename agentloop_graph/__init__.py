@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from agentloop_graph.compiled import UnfinishedRunError
     from agentloop_graph.context import Context
     from agentloop_graph.graph import create_agent_loop
+    from agentloop_graph.leases import ThreadBusyError
     from agentloop_graph.state import StepRecord
     from agentloop_graph.tool import plan_and_execute_tool
 
@@ -24,6 +25,7 @@ _HOMES = MappingProxyType(
         "Budget": "agentloop_graph.budget",
         "Context": "agentloop_graph.context",
         "StepRecord": "agentloop_graph.state",
+        "ThreadBusyError": "agentloop_graph.leases",
         "UnfinishedRunError": "agentloop_graph.compiled",
         "create_agent_loop": "agentloop_graph.graph",
         "plan_and_execute_tool": "agentloop_graph.tool",
@@ -37,6 +39,7 @@ __all__ = [
     "Budget",
     "Context",
     "StepRecord",
+    "ThreadBusyError",
     "UnfinishedRunError",
     "create_agent_loop",
     "plan_and_execute_tool",

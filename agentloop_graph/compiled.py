@@ -2,8 +2,9 @@
 
 LangGraph writes a run's input to the thread before any node runs, so what must be
 refused before anything is written (a blank task, a new task on a thread whose run is
-unfinished) is refused here, where `stream`/`astream` (and so `invoke`, `ainvoke`,
-`astream_events` and a parent graph running the loop as a node) begin.
+unfinished, a second run on a thread another run is using) is refused here, where
+`stream`/`astream` (and so `invoke`, `ainvoke`, `astream_events` and a parent graph running
+the loop as a node) begin.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from langgraph.types import Command, StateSnapshot
 
 from agentloop_graph.calls import STOP_KEY, Stop
 from agentloop_graph.context import Context
+from agentloop_graph.leases import LocalHolds, ahold_thread, hold_thread
 from agentloop_graph.state import loop_input
 
 RECURSION_LIMIT = 10_000
@@ -60,6 +62,11 @@ def _run_id(config: RunnableConfig) -> str | None:
 CONTEXT_FIELDS = frozenset(field.name for field in fields(Context))
 
 
+def _is_task(input: Any) -> bool:
+    """Whether a run's input is a new task (not a resume: `None` or a `Command`)."""
+    return input is not None and not isinstance(input, Command)
+
+
 class UnfinishedRunError(ValueError):
     """A new task was sent to a thread whose run has not finished."""
 
@@ -74,23 +81,33 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
       resume it with `None` or `Command(resume=...)`, or use another `thread_id`. The
       same run delivered again (a server re-running it after a worker died: the same
       `run_id`) resumes instead.
+    - A run on a checkpointed thread holds the thread while it streams: a second run on it
+      (a new task or a resume, from this process or, with SQLite or PostgreSQL, another) is
+      refused with `ThreadBusyError` before anything is written (see `leases.py`).
     - With a checkpointer, its own or a parent graph's, each checkpoint is written before
       the next node starts (`durability="sync"` unless the caller chooses), so a crash
       never repeats a finished step.
     - The recursion limit stays out of the way of the loop's own bounds.
     """
 
-    def _saver(self, config: RunnableConfig) -> bool:
-        """Whether runs with `config` are checkpointed (by this graph or a parent)."""
+    def __init__(self, *, holds: LocalHolds | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.holds = LocalHolds() if holds is None else holds
+        """Threads held by runs in this process, for checkpointers with no lock of their
+        own; copies (`with_config`) share them."""
+
+    def _saver(self, config: RunnableConfig) -> BaseCheckpointSaver[Any] | None:
+        """The checkpointer of runs with `config` (this graph's or a parent's), if any."""
         if self.checkpointer is False:
-            return False
-        lent = config.get(CONF, {}).get(CONFIG_KEY_CHECKPOINTER)
-        return isinstance(lent or self.checkpointer, BaseCheckpointSaver)
+            return None
+        saver = config.get(CONF, {}).get(CONFIG_KEY_CHECKPOINTER) or self.checkpointer
+        return saver if isinstance(saver, BaseCheckpointSaver) else None
 
     def _start(
         self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any]
-    ) -> tuple[Any, RunnableConfig, dict[str, Any], bool]:
-        """The input, config and options a run starts with, and whether to check its thread."""
+    ) -> tuple[Any, RunnableConfig, dict[str, Any], BaseCheckpointSaver[Any] | None]:
+        """The input, config and options a run starts with, and the checkpointer of the
+        thread it owns, if it owns one (then the run holds the thread)."""
         config = RunnableConfig(**(config or {}))
         if config.get("recursion_limit", DEFAULT_RECURSION_LIMIT) <= DEFAULT_RECURSION_LIMIT:
             config["recursion_limit"] = RECURSION_LIMIT
@@ -99,15 +116,15 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
             raise ValueError(
                 f"context has unknown fields {unknown}; Context has {sorted(CONTEXT_FIELDS)}"
             )
-        saved = self._saver(config)
-        if saved and kwargs.get("durability") is None:
+        saver = self._saver(config)
+        if saver is not None and kwargs.get("durability") is None:
             kwargs = {**kwargs, "durability": "sync"}
-        if input is None or isinstance(input, Command):
-            return input, config, kwargs, False
+        if _is_task(input):
+            input = loop_input(input)
         configurable = config.get(CONF, {})
         # Nested in a parent graph (a checkpoint namespace), the parent owns the thread.
-        owned = saved and "thread_id" in configurable and not configurable.get("checkpoint_ns")
-        return loop_input(input), config, kwargs, owned
+        owned = "thread_id" in configurable and not configurable.get("checkpoint_ns")
+        return input, config, kwargs, saver if owned else None
 
     @staticmethod
     def _resumes(state: StateSnapshot, config: RunnableConfig) -> bool:
@@ -135,27 +152,57 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        input, config, kwargs, check = self._start(input, config, kwargs)
-        if check and self._resumes(self.get_state(config), config):
-            input = None
+        input, config, kwargs, saver = self._start(input, config, kwargs)
+        if saver is None:
+            return self._stream(input, config, kwargs)
+        chunks = self._held_stream(saver, input, config, kwargs)
+        next(chunks)
+        return chunks
+
+    def _stream(self, input: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> Iterator[Any]:
         stop = Stop()
         config[CONF] = {**config.get(CONF, {}), STOP_KEY: stop}
         return _stopping(
             cast(Generator[Any, None, None], super().stream(input, config, **kwargs)), stop
         )
 
+    def _held_stream(
+        self,
+        saver: BaseCheckpointSaver[Any],
+        input: Any,
+        config: RunnableConfig,
+        kwargs: dict[str, Any],
+    ) -> Generator[Any, None, None]:
+        """`stream` on a thread the run owns, holding it until the stream ends.
+
+        `stream` takes the first item, a placeholder: by then the thread is held and a new
+        task checked, so a refusal raises from the call, and the stream has started, so
+        even one dropped unread lets the thread go (when it is collected).
+        """
+        with hold_thread(saver, config[CONF]["thread_id"], self.holds):
+            if _is_task(input) and self._resumes(self.get_state(config), config):
+                input = None
+            yield None
+            yield from self._stream(input, config, kwargs)
+
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        input, config, kwargs, check = self._start(input, config, kwargs)
-        if check:
-            return self._checked_astream(input, config, kwargs)
-        return super().astream(input, config, **kwargs)
+        input, config, kwargs, saver = self._start(input, config, kwargs)
+        if saver is None:
+            return super().astream(input, config, **kwargs)
+        return self._held_astream(saver, input, config, kwargs)
 
-    async def _checked_astream(
-        self, input: Any, config: RunnableConfig, kwargs: dict[str, Any]
+    async def _held_astream(
+        self,
+        saver: BaseCheckpointSaver[Any],
+        input: Any,
+        config: RunnableConfig,
+        kwargs: dict[str, Any],
     ) -> AsyncIterator[Any]:
-        if self._resumes(await self.aget_state(config), config):
-            input = None
-        async for chunk in super().astream(input, config, **kwargs):
-            yield chunk
+        """`astream` on a thread the run owns, holding it until the stream ends."""
+        async with ahold_thread(saver, config[CONF]["thread_id"], self.holds):
+            if _is_task(input) and self._resumes(await self.aget_state(config), config):
+                input = None
+            async for chunk in super().astream(input, config, **kwargs):
+                yield chunk
