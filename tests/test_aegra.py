@@ -9,6 +9,8 @@ Aegra's lease reaper hands its runs back to the queue once their lease expires, 
 other process runs them again under the same run id with the same input. The loop must
 then resume each of them from its last checkpoint: planning and finished steps never run
 again, only the attempt in flight at the kill repeats, and the run ends `success`.
+The `probe` graph (`tests/aegra_graphs.py`) pins down what a re-delivered run looks like
+from inside a graph, which is what the loop's resume relies on.
 
 Skipped when PostgreSQL or Redis cannot be reached (failed instead under `CI=true`);
 the servers' Python (`.venv-aegra`, see docs/deploy.md) missing is an error.
@@ -383,7 +385,7 @@ def test_a_client_following_a_run_through_the_other_process_gets_the_rest(
 
 
 def test_runs_of_a_killed_process_finish_on_the_other(
-    cluster: AegraCluster, both: list[AegraProcess]
+    cluster: AegraCluster, both: list[AegraProcess], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A dozen runs over both processes; one is killed mid-run; every run completes."""
 
@@ -431,12 +433,13 @@ def test_runs_of_a_killed_process_finish_on_the_other(
             assert node_steps(made) == UNINTERRUPTED
     assert Counter(n for t, _ in runs for n, _ in node_steps(calls(cluster, t)))["planner"] == RUNS
     last = max(records[r]["ended"] for _, r in on_victim) - killed_at
-    print(
-        f"\n{len(on_victim)} runs of the killed process: re-delivered to the other "
-        f"{min(redelivered):.1f} to {max(redelivered):.1f} s after the kill "
-        f"(lease {FAST_RECOVERY['LEASE_DURATION_SECONDS']} s, reaper every "
-        f"{FAST_RECOVERY['REAPER_INTERVAL_SECONDS']} s), all finished {last:.1f} s after it"
-    )
+    with capsys.disabled():  # shown in every run's output, not only on failure
+        print(
+            f"\n{len(on_victim)} runs of the killed process: re-delivered to the other "
+            f"{min(redelivered):.1f} to {max(redelivered):.1f} s after the kill "
+            f"(lease {FAST_RECOVERY['LEASE_DURATION_SECONDS']} s, reaper every "
+            f"{FAST_RECOVERY['REAPER_INTERVAL_SECONDS']} s), all finished {last:.1f} s after it"
+        )
 
 
 def test_the_benchmark_prints_its_figures() -> None:
