@@ -45,9 +45,8 @@ def _revision(state: StepInput, reply: AIMessage | Exception) -> Exception | str
     revised = cap(clean_answer(reply.text), MAX_TEXT_CHARS)
     if not revised:
         return StepFailure("the adapter returned an empty step")
-    cursor = state["cursor"]
-    attempted = cursor["description"] or state["plan"][open_step(state) - 1]
-    if _same_step(revised) in {_same_step(text) for text in (attempted, *cursor["revisions"])}:
+    tried = (state["plan"][open_step(state) - 1], *state["cursor"]["revisions"])
+    if _same_step(revised) in {_same_step(text) for text in tried}:
         # A revision already tried would fail the same way: end the step, don't loop.
         return NoNewApproach("the adapter proposed no new approach")
     return revised

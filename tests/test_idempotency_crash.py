@@ -177,9 +177,12 @@ def kill_after_the_effect_and_resume(
         assert 1 <= resumed_at <= SLOW_STEP
     repeated = range(resumed_at, SLOW_STEP + 1)
 
-    # Exactly one effect per step, under the key of the step's first attempt and first call.
-    keys = [f"{task_id}:{step}:1:1" for step in range(1, len(PLAN) + 1)]
+    # Exactly one effect per step, under a key of the step's first attempt naming the call.
     effects = rows(directory / EFFECTS)
+    keys = [key for key, _ in effects]
+    assert [key.rsplit(":", 1)[0] for key in keys] == [
+        f"{task_id}:{step}:1" for step in range(1, len(PLAN) + 1)
+    ]
     assert effects == [[key, effect_of(step)] for step, key in enumerate(keys, 1)]
     assert effects[:SLOW_STEP] == effects_at_kill
 
