@@ -102,7 +102,7 @@ class DemoChatModel(BaseChatModel):
     ) -> ChatResult:
         if self.latency:
             time.sleep(self.latency)
-        return _result(reply(messages, _node(run_manager), kwargs.get("tools", ())))
+        return _result(messages, reply(messages, _node(run_manager), kwargs.get("tools", ())))
 
     async def _agenerate(
         self,
@@ -113,7 +113,7 @@ class DemoChatModel(BaseChatModel):
     ) -> ChatResult:
         if self.latency:
             await asyncio.sleep(self.latency)
-        return _result(reply(messages, _node(run_manager), kwargs.get("tools", ())))
+        return _result(messages, reply(messages, _node(run_manager), kwargs.get("tools", ())))
 
 
 def _node(run_manager: Any) -> str | None:
@@ -122,8 +122,22 @@ def _node(run_manager: Any) -> str | None:
     return node if isinstance(node, str) else None
 
 
-def _result(message: AIMessage | str) -> ChatResult:
-    message = AIMessage(message) if isinstance(message, str) else message
+def _tokens(text: str) -> int:
+    # About four characters a token, as for English text with most tokenizers.
+    return max(1, len(text) // 4)
+
+
+def _result(messages: Sequence[BaseMessage], answer: AIMessage | str) -> ChatResult:
+    """The answer, reporting the tokens a real model would have counted (roughly)."""
+    message = AIMessage(answer) if isinstance(answer, str) else answer
+    spent_in = sum(_tokens(m.text) for m in messages)
+    spent_out = _tokens(message.text)
+    usage = {
+        "input_tokens": spent_in,
+        "output_tokens": spent_out,
+        "total_tokens": spent_in + spent_out,
+    }
+    message = message.model_copy(update={"usage_metadata": usage})
     return ChatResult(generations=[ChatGeneration(message=message)])
 
 

@@ -55,3 +55,19 @@ def test_instruction_count_benchmark_prints_its_ratios() -> None:
     )
     for figure in ("project / floor", "contract floor / floor", "project / contract floor"):
         assert re.search(rf"^{figure} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure
+
+
+@pytest.mark.slow
+def test_budget_benchmark_prints_calls_and_tokens_per_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/budget.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = re.findall(r"^  .+ (\d+) model calls +(\d+) tokens$", done.stdout, re.MULTILINE)
+    assert len(rows) == 12
+    # A model-call budget of 6 holds every run to at most 6 calls.
+    assert all(int(calls) <= 6 for calls, _ in rows[4:8])
