@@ -72,7 +72,6 @@ class Attempt:
 
     def next_conversation(self, conversation: PromptInput, reply: AIMessage) -> list[BaseMessage]:
         """The conversation so far, with the model's tool-calling `reply` recorded."""
-        self.replies.append(reply)
         if isinstance(conversation, str):
             return [HumanMessage(conversation), reply]
         return [*conversation, reply]
@@ -85,10 +84,8 @@ class Attempt:
         """
         if reply.tool_calls:
             if rounds == settings.max_tool_rounds:
-                self.replies.append(reply)
                 raise StepFailure(f"the tool loop ran out of rounds ({settings.max_tool_rounds})")
             return None
-        self.replies.append(reply)
         text = clean_answer(reply.text)
         if not text:
             raise StepFailure("the model returned an empty answer")
@@ -230,7 +227,6 @@ def _end(
         "error": error,
         "attempt": attempt.number,
     }
-    stopped = isinstance(outcome, BudgetExhausted)
     if isinstance(outcome, BudgetExhausted):  # no adaptation: it would need a model call too
         cursor = {**cursor, "stopped": outcome.spent}
     elif attempt.number - 1 < settings.max_adaptations:
@@ -251,7 +247,7 @@ def _end(
         error=error,
         attempts=attempt.number,
         started_at=attempt.started_at,
-        root_cause=not stopped,
+        root_cause=cursor["stopped"] is None,
     )
     return update, [failed, complete]
 
@@ -263,6 +259,7 @@ def _attempt(attempt: Attempt, config: RunnableConfig, settings: Settings) -> st
         reply = call_model(attempt.request(settings, conversation), config, settings)
         if isinstance(reply, Exception):
             raise reply
+        attempt.replies.append(reply)
         if (answer := attempt.answer(reply, settings, rounds)) is not None:
             return answer
         conversation = attempt.next_conversation(conversation, reply)
@@ -282,6 +279,7 @@ async def _aattempt(attempt: Attempt, config: RunnableConfig, settings: Settings
         reply = await acall_model(attempt.request(settings, conversation), config, settings)
         if isinstance(reply, Exception):
             raise reply
+        attempt.replies.append(reply)
         if (answer := attempt.answer(reply, settings, rounds)) is not None:
             return answer
         conversation = attempt.next_conversation(conversation, reply)
