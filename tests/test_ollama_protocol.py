@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import ollama
 import pytest
 
 from agentloop_graph import cli, create_agent_loop
-from tests.conftest import Run
+from tests.helpers import Run, free_port
 from tests.ollama_server import (
     FIXTURES,
     UNCLOSED_CLIENT_WARNINGS,
@@ -145,13 +144,6 @@ def stream_run(graph: Any, mode: str) -> tuple[list[dict[str, Any]], dict[str, A
 
         asyncio.run(consume())
     return events, values
-
-
-def free_port() -> int:
-    """A port nothing listens on (for a moment)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- whole runs --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage
 
 from agentloop_graph import cli, create_agent_loop
 from tests import real_model
-from tests.conftest import OUTPUT_KEYS
+from tests.helpers import OUTPUT_KEYS
 from tests.real_model import (
     SERVED_MODEL,
     RealModelServer,
