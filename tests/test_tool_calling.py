@@ -1,4 +1,4 @@
-"""The executor's tool loop."""
+"""The executor calling the tools it is given: results and errors fed back, rounds bounded."""
 
 from __future__ import annotations
 
