@@ -27,8 +27,8 @@ from typing_extensions import TypedDict
 
 from agentloop_graph import StepRecord, create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel, Slow
-from tests.conftest import numbered
 from tests.databases import fresh_postgres_database, unavailable
+from tests.helpers import numbered
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 

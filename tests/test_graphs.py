@@ -20,7 +20,7 @@ from agentloop_graph.testing import ScriptedChatModel
 from graphs.agent_loop import make_graph as make_agent_loop
 from graphs.chat_app import create_chat_app
 from graphs.chat_app import make_graph as make_chat_app
-from tests.conftest import GRAPH_NODES, Run
+from tests.helpers import GRAPH_NODES, Run
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = Context(model="demo")

@@ -1,7 +1,7 @@
 """The loop against Ollama's HTTP API: real `ChatOllama` and `ollama` client, a local server.
 
 Every test goes through the public API (`create_agent_loop`, the CLI) with an `"ollama:..."`
-model string and `OLLAMA_HOST` pointing at `tests/ollama_server.py`, so what is checked is
+model string and `OLLAMA_HOST` pointing at a `tests.fake_ollama` server, so what is checked is
 what crosses the wire: request bodies, streamed NDJSON answers, HTTP errors, cut connections
 and silent servers.
 """
@@ -9,9 +9,9 @@ and silent servers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,17 +25,18 @@ import ollama
 import pytest
 
 from agentloop_graph import cli, create_agent_loop
-from tests.conftest import Run
-from tests.ollama_server import (
+from tests.fake_ollama import (
     FIXTURES,
     UNCLOSED_CLIENT_WARNINGS,
     Answer,
     Delay,
     Drop,
+    FakeOllama,
+    Generation,
     Hang,
     HttpError,
-    OllamaServer,
     Response,
+    Scripted,
     StreamError,
     Trickle,
     collect_unclosed_clients,
@@ -43,7 +44,9 @@ from tests.ollama_server import (
     fixture,
     reply,
 )
+from tests.helpers import Run, free_port
 
+ROOT = Path(__file__).resolve().parent.parent
 TASK = "Plan a picnic in the park"
 PLAN = [
     "Gather the picnic essentials: blanket, basket, plates, cups and napkins.",
@@ -84,9 +87,9 @@ def local_http(monkeypatch: pytest.MonkeyPatch, one_ca_bundle: Path) -> None:
 
 
 @pytest.fixture
-def ollama_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OllamaServer]:
+def ollama_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOllama]:
     """A scripted Ollama server that `"ollama:..."` model strings resolve to."""
-    with OllamaServer() as server:
+    with FakeOllama(Scripted()) as server:
         monkeypatch.setenv("OLLAMA_HOST", server.url)
         yield server
     assert not server.errors
@@ -147,17 +150,10 @@ def stream_run(graph: Any, mode: str) -> tuple[list[dict[str, Any]], dict[str, A
     return events, values
 
 
-def free_port() -> int:
-    """A port nothing listens on (for a moment)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- whole runs --------------------------------------------------------------------------
 
 
-def test_a_whole_run(run: Run, ollama_server: OllamaServer) -> None:
+def test_a_whole_run(run: Run, ollama_server: FakeOllama) -> None:
     ollama_server.play(*happy())
     out = run(loop(), {"task": TASK})
     assert out["status"] == "completed"
@@ -173,7 +169,7 @@ def test_a_whole_run(run: Run, ollama_server: OllamaServer) -> None:
 
 
 @pytest.mark.parametrize("mode", ["stream", "astream"])
-def test_a_streamed_run(mode: str, ollama_server: OllamaServer) -> None:
+def test_a_streamed_run(mode: str, ollama_server: FakeOllama) -> None:
     ollama_server.play(*happy())
     events, out = stream_run(loop(), mode)
     assert [e["event"] for e in events] == EVENT_ORDER
@@ -184,7 +180,7 @@ def test_a_streamed_run(mode: str, ollama_server: OllamaServer) -> None:
     assert events[-1]["status"] == out["status"] == "completed"
 
 
-def test_the_planner_asks_for_a_json_plan_at_temperature_0(ollama_server: OllamaServer) -> None:
+def test_the_planner_asks_for_a_json_plan_at_temperature_0(ollama_server: FakeOllama) -> None:
     ollama_server.play(*happy(plan="plan_json"))
     loop().invoke({"task": TASK})
     planner, *rest = ollama_server.chat_requests
@@ -202,7 +198,7 @@ def test_the_planner_asks_for_a_json_plan_at_temperature_0(ollama_server: Ollama
     [("plan_json", "json", "astream"), ("plan", "text", "stream")],
 )
 def test_structured_plan_or_numbered_list(
-    ollama_server: OllamaServer, recording: str, plan_format: str, mode: str
+    ollama_server: FakeOllama, recording: str, plan_format: str, mode: str
 ) -> None:
     ollama_server.play(*happy(plan=recording))
     events, out = stream_run(loop(), mode)
@@ -229,7 +225,7 @@ def weather_forecast(place: str, day: str) -> str:
     return f"{place}, {day}: sunny, 24 °C, light breeze"
 
 
-def test_tool_calls_round_trip(run: Run, ollama_server: OllamaServer) -> None:
+def test_tool_calls_round_trip(run: Run, ollama_server: FakeOllama) -> None:
     ollama_server.play(
         fixture("plan"),
         fixture("tool_call"),
@@ -275,7 +271,7 @@ def assert_no_reasoning(out: dict[str, Any], *thoughts: str) -> None:
             assert thought not in text
 
 
-def test_inline_think_blocks_never_reach_results(ollama_server: OllamaServer) -> None:
+def test_inline_think_blocks_never_reach_results(ollama_server: FakeOllama) -> None:
     ollama_server.play(
         fixture("plan"),
         fixture("think_inline"),
@@ -289,7 +285,7 @@ def test_inline_think_blocks_never_reach_results(ollama_server: OllamaServer) ->
     assert_no_reasoning(out, "Sandwiches travel well")
 
 
-def test_reasoning_is_kept_apart_in_step_records(run: Run, ollama_server: OllamaServer) -> None:
+def test_reasoning_is_kept_apart_in_step_records(run: Run, ollama_server: FakeOllama) -> None:
     inline, field = fixture("think_inline"), fixture("thinking_field")
     ollama_server.play(fixture("plan"), inline, field, fixture("step_3"), fixture("final_answer"))
     out = run(loop(model_options={"reasoning": True}), {"task": TASK})
@@ -314,7 +310,7 @@ def add(*answers: Answer) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("mode", ["stream", "astream"])
-def test_token_usage_is_summed_per_step_and_run(mode: str, ollama_server: OllamaServer) -> None:
+def test_token_usage_is_summed_per_step_and_run(mode: str, ollama_server: FakeOllama) -> None:
     empty = reply("", prompt_eval_count=90, eval_count=1)
     script = [
         fixture("plan"),
@@ -355,7 +351,7 @@ def test_no_server_says_how_to_start_one(run: Run, monkeypatch: pytest.MonkeyPat
     assert url in summary and "ollama serve" in summary and "--model demo" in summary
 
 
-def test_a_missing_model_is_not_retried(run: Run, ollama_server: OllamaServer) -> None:
+def test_a_missing_model_is_not_retried(run: Run, ollama_server: FakeOllama) -> None:
     ollama_server.play(error_fixture("model_not_found"), *happy())
     out = run(loop(), {"task": TASK})
     assert len(ollama_server.chat_requests) == 1
@@ -375,7 +371,7 @@ def test_a_missing_model_is_not_retried(run: Run, ollama_server: OllamaServer) -
     ],
 )
 def test_a_transient_http_error_is_retried(
-    ollama_server: OllamaServer, error: str, mode: str
+    ollama_server: FakeOllama, error: str, mode: str
 ) -> None:
     ollama_server.play(error_fixture(error), *happy())
     out = execute(loop(), mode)
@@ -387,7 +383,7 @@ def test_a_transient_http_error_is_retried(
 
 @pytest.mark.parametrize(("reset", "mode"), [(False, "invoke"), (True, "ainvoke")])
 def test_a_connection_cut_mid_answer_is_retried(
-    ollama_server: OllamaServer, reset: bool, mode: str
+    ollama_server: FakeOllama, reset: bool, mode: str
 ) -> None:
     ollama_server.play(
         fixture("plan"),
@@ -402,7 +398,7 @@ def test_a_connection_cut_mid_answer_is_retried(
     assert len(ollama_server.chat_requests) == 6
 
 
-def test_retries_run_out(ollama_server: OllamaServer) -> None:
+def test_retries_run_out(ollama_server: FakeOllama) -> None:
     busy = error_fixture("server_busy")
     ollama_server.play(busy, busy, busy, *happy())
     out = execute(loop(max_retries=2), "ainvoke")
@@ -421,7 +417,7 @@ def test_retries_run_out(ollama_server: OllamaServer) -> None:
     ids=["404", "503-exhausted"],
 )
 def test_an_error_in_a_step_fails_that_step(
-    ollama_server: OllamaServer, errors: list[Response], expected: str, mode: str
+    ollama_server: FakeOllama, errors: list[Response], expected: str, mode: str
 ) -> None:
     ollama_server.play(
         fixture("plan"), fixture("step_1"), *errors, fixture("step_3"), fixture("final_answer")
@@ -434,7 +430,7 @@ def test_an_error_in_a_step_fails_that_step(
 
 
 def test_a_server_slower_than_step_timeout_fails_the_step(
-    run: Run, ollama_server: OllamaServer
+    run: Run, ollama_server: FakeOllama
 ) -> None:
     ollama_server.play(
         fixture("plan"),
@@ -451,7 +447,7 @@ def test_a_server_slower_than_step_timeout_fails_the_step(
     assert out["status"] == "partial"
 
 
-def test_a_silent_server_fails_the_plan_at_model_timeout(ollama_server: OllamaServer) -> None:
+def test_a_silent_server_fails_the_plan_at_model_timeout(ollama_server: FakeOllama) -> None:
     ollama_server.play(Hang(), *happy())
     started = time.monotonic()
     out = execute(loop(model_timeout=0.3), "ainvoke")
@@ -462,7 +458,7 @@ def test_a_silent_server_fails_the_plan_at_model_timeout(ollama_server: OllamaSe
 
 
 def test_a_silent_server_fails_the_step_at_model_timeout(
-    run: Run, ollama_server: OllamaServer
+    run: Run, ollama_server: FakeOllama
 ) -> None:
     ollama_server.play(
         fixture("plan"),
@@ -479,7 +475,7 @@ def test_a_silent_server_fails_the_step_at_model_timeout(
     assert out["status"] == "partial"
 
 
-def test_an_answer_trickling_past_model_timeout_is_cut(ollama_server: OllamaServer) -> None:
+def test_an_answer_trickling_past_model_timeout_is_cut(ollama_server: FakeOllama) -> None:
     # Chunks keep arriving, so no read ever waits long: only a limit on the whole call helps.
     ollama_server.play(
         fixture("plan"),
@@ -498,7 +494,7 @@ def test_an_answer_trickling_past_model_timeout_is_cut(ollama_server: OllamaServ
 # --- models per phase --------------------------------------------------------------------
 
 
-def test_each_phase_uses_its_own_model(ollama_server: OllamaServer) -> None:
+def test_each_phase_uses_its_own_model(ollama_server: FakeOllama) -> None:
     ollama_server.play(
         fixture("plan"),
         reply(""),
@@ -529,7 +525,7 @@ def test_each_phase_uses_its_own_model(ollama_server: OllamaServer) -> None:
     assert all(r.body.get("keep_alive") == "5m" for r in requests)
 
 
-def test_phases_without_their_own_model_use_the_main_one(ollama_server: OllamaServer) -> None:
+def test_phases_without_their_own_model_use_the_main_one(ollama_server: FakeOllama) -> None:
     ollama_server.play(*happy())
     execute(loop(executor_model="ollama:small"), "invoke")
     models = [r.model for r in ollama_server.chat_requests]
@@ -540,7 +536,7 @@ def test_phases_without_their_own_model_use_the_main_one(ollama_server: OllamaSe
 
 
 def test_the_cli_runs_against_ollama(
-    ollama_server: OllamaServer, capsys: pytest.CaptureFixture[str]
+    ollama_server: FakeOllama, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ollama_server.play(*happy())
     status = cli.main(["run", TASK, "--model", "ollama:llama3.2"])
@@ -556,7 +552,7 @@ def test_the_cli_runs_against_ollama(
 # --- the test server itself --------------------------------------------------------------
 
 
-def test_fixtures_read_back_through_the_ollama_client(ollama_server: OllamaServer) -> None:
+def test_fixtures_read_back_through_the_ollama_client(ollama_server: FakeOllama) -> None:
     names = sorted(path.stem for path in FIXTURES.glob("*.ndjson"))
     assert len(names) >= 10
     with ollama.Client(host=ollama_server.url) as client:
@@ -575,7 +571,7 @@ def test_fixtures_read_back_through_the_ollama_client(ollama_server: OllamaServe
             assert whole.eval_count == final.eval_count
 
 
-def test_the_server_lists_and_shows_models(ollama_server: OllamaServer) -> None:
+def test_the_server_lists_and_shows_models(ollama_server: FakeOllama) -> None:
     with ollama.Client(host=ollama_server.url) as client:
         assert [m.model for m in client.list().models] == ["llama3.2:latest", "qwen3:8b"]
         assert "thinking" in (client.show("qwen3:8b").capabilities or [])
@@ -586,7 +582,7 @@ def test_the_server_lists_and_shows_models(ollama_server: OllamaServer) -> None:
     assert httpx.get(ollama_server.url).text == "Ollama is running"
 
 
-def test_faults_reach_the_client_as_from_ollama(ollama_server: OllamaServer) -> None:
+def test_faults_reach_the_client_as_from_ollama(ollama_server: FakeOllama) -> None:
     step = fixture("step_1")
     ollama_server.play(
         HttpError.model_not_found(),
@@ -616,8 +612,39 @@ def test_faults_reach_the_client_as_from_ollama(ollama_server: OllamaServer) -> 
             chat(stream=False)
 
 
+def test_a_live_generation_reaches_the_client_as_from_ollama(ollama_server: FakeOllama) -> None:
+    def written() -> Iterator[dict[str, Any]]:
+        yield from reply("Hello there").stream("llama3.2")
+
+    def refused() -> Iterator[dict[str, Any]]:
+        raise ValueError("options must be an object")
+        yield {}
+
+    def crashed() -> Iterator[dict[str, Any]]:
+        yield from itertools.islice(reply("Hello there").stream("llama3.2"), 1)
+        raise RuntimeError("runner died")
+
+    ollama_server.play(Generation(written()), Generation(refused()), Generation(crashed()))
+    with ollama.Client(host=ollama_server.url) as client:
+
+        def chat() -> list[Any]:
+            return list(client.chat(model="llama3.2", messages=[], stream=True))
+
+        parts = chat()
+        assert "".join(p.message.content or "" for p in parts) == "Hello there"
+        with pytest.raises(ollama.ResponseError) as bad:
+            chat()
+        assert bad.value.status_code == 400 and bad.value.error == "options must be an object"
+        with pytest.raises(ollama.ResponseError) as failed:
+            chat()
+        assert failed.value.status_code == -1 and "runner died" in failed.value.error
+    (served,) = ollama_server.served
+    assert served.content == "Hello there" and served.done_reason == "stop"
+    assert served.eval_count == parts[-1].eval_count
+
+
 def test_stopping_the_server_releases_a_hanging_request() -> None:
-    server = OllamaServer([Hang()]).start()
+    server = FakeOllama(Scripted([Hang()])).start()
     errors: list[BaseException] = []
 
     async def ask() -> None:
@@ -641,9 +668,16 @@ def test_stopping_the_server_releases_a_hanging_request() -> None:
 
 
 def test_the_server_runs_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    script = Path(__file__).parent / "ollama_server.py"
-    command = [sys.executable, str(script), "--port", "0", "--fixtures", str(FIXTURES)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "tests.fake_ollama",
+        "--port",
+        "0",
+        "--fixtures",
+        str(FIXTURES),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert process.stdout is not None
         url = process.stdout.readline().split()[-1]
@@ -659,7 +693,7 @@ def test_the_server_runs_from_the_command_line(monkeypatch: pytest.MonkeyPatch) 
             process.stdout.close()
 
 
-def test_requests_are_recorded_as_sent(ollama_server: OllamaServer) -> None:
+def test_requests_are_recorded_as_sent(ollama_server: FakeOllama) -> None:
     ollama_server.play(fixture("step_1"))
     with ollama.Client(host=ollama_server.url) as client:
         client.chat(

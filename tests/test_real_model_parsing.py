@@ -1,7 +1,8 @@
 """The parsers on answers a real model wrote, saved as fixtures (no model needed).
 
 Each file under `fixtures/real_model/` is SmolLM2-135M-Instruct's raw reply at temperature 0
-(through `tests/real_model.py`) to a prompt from `agentloop_graph.prompts`:
+(served by `tests.fake_ollama.RealModel`, with `num_predict` 128) to a prompt from
+`agentloop_graph.prompts`:
 
 - `plan_trailing_prose.txt`: the planner prompt for "Plan a short picnic in the park"
   (at most 3 steps): six numbered steps, then prose cut off at the token limit.

@@ -20,7 +20,7 @@ from langsmith import utils as ls_utils
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.conftest import Run, numbered
+from tests.helpers import Run, numbered
 from tests.langsmith_collector import LangSmithCollector
 
 TASK = "Cross the stream"

@@ -1,4 +1,4 @@
-"""The executor's tool loop."""
+"""The executor calling the tools it is given: results and errors fed back, rounds bounded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from langchain_core.tools import tool
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.conftest import Run, numbered
+from tests.helpers import Run, numbered
 
 
 def call(name: str, args: dict[str, Any], call_id: str = "c1") -> AIMessage:

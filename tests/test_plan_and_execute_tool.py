@@ -1,4 +1,4 @@
-"""The loop as a LangChain tool inside a chat app."""
+"""The loop wrapped as a LangChain tool (`plan_and_execute_tool`) inside a chat app."""
 
 from __future__ import annotations
 
