@@ -12,7 +12,7 @@ from langchain_ollama import ChatOllama
 from agentloop_graph import create_agent_loop
 from agentloop_graph.demo import DemoChatModel
 from agentloop_graph.models import ollama_base_url, resolve_model
-from tests.conftest import Run
+from tests.helpers import Run
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.ollama_server import OllamaServer
+from tests.fake_ollama import FakeOllama, Scripted
 
 pytestmark = pytest.mark.slow
 
@@ -255,7 +255,7 @@ def test_server_check_falls_back_for_a_server_that_is_not_ollama(check_cell, not
 
 
 def test_server_check_falls_back_for_a_model_not_pulled(check_cell) -> None:
-    with OllamaServer(models=["qwen3:8b"]) as server:
+    with FakeOllama(Scripted(models=["qwen3:8b"])) as server:
         model, text = check_cell(OLLAMA_HOST=server.url)
     assert model == "demo"
     assert "has no model 'llama3.2' (it has ['qwen3:8b'])" in fallback_line(text)
@@ -263,7 +263,7 @@ def test_server_check_falls_back_for_a_model_not_pulled(check_cell) -> None:
 
 @pytest.mark.parametrize("listed", ["llama3.2", "llama3.2:latest"])
 def test_server_check_uses_a_pulled_model(check_cell, listed: str) -> None:
-    with OllamaServer(models=[listed]) as server:
+    with FakeOllama(Scripted(models=[listed])) as server:
         url = server.url
         model, text = check_cell(OLLAMA_HOST=url.removeprefix("http://"))  # scheme optional
     assert model == "ollama:llama3.2"
