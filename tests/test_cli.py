@@ -288,13 +288,13 @@ def test_output_that_is_not_a_terminal_gets_plain_still_working_lines(
     out = capsys.readouterr().out
     assert "\r" not in out and "\x1b" not in out
     lines = out.splitlines()
-    for label, before in [
-        ("planning", "Plan (1 step):"),
-        ("step 1/1", "    ✓ done: did a"),
-        ("writing the answer", ""),
+    for label, before, spent in [
+        ("planning", "Plan (1 step):", "1 model call"),
+        ("step 1/1", "    ✓ done: did a", "2 model calls"),
+        ("writing the answer", "", "3 model calls"),
     ]:
         heartbeat = next(i for i, line in enumerate(lines) if line.startswith(f"    … {label},"))
-        assert re.fullmatch(rf"    … {label}, \d+ s so far", lines[heartbeat])
+        assert re.fullmatch(rf"    … {label}, \d+ s so far \({spent}\)", lines[heartbeat])
         assert lines.index(before, heartbeat) > heartbeat
 
 
