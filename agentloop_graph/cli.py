@@ -773,18 +773,23 @@ def _server_problem(url: str, exc: Exception) -> CliError:
     return CliError(f"lost the Agent Server at {url}: {exc or type(exc).__name__}")
 
 
-def _remote_leg(
-    url: str, assistant: str, context: Mapping[str, Any], modes: list[str]
-) -> Iterator[Leg]:
-    """Legs of a run on the Agent Server at `url`, on one thread it creates there; the
-    one item `in_background` hands over."""
+def _server_client(url: str) -> Iterator[Any]:
+    """A `langgraph-sdk` client of the Agent Server at `url`, once it answers; the one
+    item `in_background` hands over."""
     try:
-        import httpx
         from langgraph_sdk import get_sync_client
     except ImportError:
         raise CliError("--url needs langgraph-sdk: pip install langgraph-sdk") from None
     check_server(url)
-    client = get_sync_client(url=url)
+    yield get_sync_client(url=url)
+
+
+def _remote_leg(
+    client: Any, url: str, assistant: str, context: Mapping[str, Any], modes: list[str]
+) -> Leg:
+    """Legs of a run on the Agent Server at `url`, on one thread it creates there."""
+    import httpx
+
     # A server sends message chunks with their metadata as "messages-tuple".
     wanted = ["messages-tuple" if mode == "messages" else mode for mode in modes]
     thread: list[str] = []
@@ -799,9 +804,9 @@ def _remote_leg(
                 assistant,
                 input=None if ask else start,
                 context=dict(context),
-                stream_mode=cast(Any, wanted),
+                stream_mode=wanted,
                 on_disconnect="cancel",
-                **cast(Any, ask),
+                **ask,
             )
             for part in parts:
                 if part.event == "error":
@@ -814,7 +819,7 @@ def _remote_leg(
         except httpx.HTTPError as exc:
             raise _server_problem(url, exc) from None
 
-    yield leg
+    return leg
 
 
 def _follow(
@@ -965,8 +970,10 @@ def run(
                 context = _remote_context(
                     model, max_steps, max_adaptations, step_timeout, approve, budget
                 )
-                start = functools.partial(_remote_leg, url, assistant, context, modes)
-                (leg,) = in_background(start, console)
+                (client,) = in_background(functools.partial(_server_client, url), console)
+                with client:
+                    leg = _remote_leg(client, url, assistant, context, modes)
+                    output = _drive(leg, task, spending, console, as_json=as_json)
             else:
                 settings: dict[str, Any] = {
                     "max_steps": DEFAULT_MAX_STEPS if max_steps is None else max_steps,
@@ -980,8 +987,7 @@ def run(
                     _build, model or DEFAULT_MODEL, ollama_host, approve, settings
                 )
                 (graph,) = in_background(build, console)
-                leg = _local_leg(graph, modes)
-            output = _drive(leg, task, spending, console, as_json=as_json)
+                output = _drive(_local_leg(graph, modes), task, spending, console, as_json=as_json)
     finally:
         console.close()
     if not as_json:
