@@ -237,7 +237,7 @@ def test_the_command_runs_a_task_on_aegra_and_answers_its_plan_approval(
         "Summary: Plan a picnic: Completed 3/4 steps, 1 failed. Stopped: model calls budget spent."
         in lines
     )
-    assert any(line.startswith("Spent: 4 model calls, 0 tokens, ") for line in lines)
+    assert any(line.startswith("Spent: 4 model calls, ") for line in lines)
 
     assert cli.main(["run", "Plan a picnic", "--url", url, "--model", "demo", "--json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -224,7 +224,8 @@ def test_on_a_terminal_the_activity_line_is_redrawn_in_place() -> None:
     assert process.wait(timeout=WAIT) == 0
     for label in ("planning", "step 1/4", "step 4/4", "writing the answer"):
         # The time so far, and what the run has spent.
-        live = rf"\r[{cli.SPINNER}] {re.escape(label)}, \d+\.\d s \(\d model calls?\)\x1b\[K"
+        spent = r"\(\d model calls?(, [\d,]+ tokens)?\)"
+        live = rf"\r[{cli.SPINNER}] {re.escape(label)}, \d+\.\d s {spent}\x1b\[K"
         assert re.search(live, screen)
     # Each printed line starts clean: the activity line is wiped before it.
     plain = re.sub(r"\r[^\r\n]*\x1b\[K|\r\x1b\[K", "", screen).replace("\r\n", "\n")

@@ -119,7 +119,7 @@ def test_options_go_as_the_runs_context_and_only_those_given(
     ]
     assert any(
         re.fullmatch(
-            r"Spent: 5 model calls, 0 tokens, \d+\.\d s \(limits: 9 model calls, 30 s\)", line
+            r"Spent: 5 model calls, [\d,]+ tokens, \d+\.\d s \(limits: 9 model calls, 30 s\)", line
         )
         for line in lines
     )
@@ -256,7 +256,7 @@ def test_a_budget_stops_a_run_on_langgraph_dev(
         f"Summary: {PICNIC}: Completed 2/4 steps, 1 failed. Stopped: model calls budget spent."
         in lines
     )
-    assert any(line.startswith("Spent: 3 model calls, 0 tokens, ") for line in lines)
+    assert any(line.startswith("Spent: 3 model calls, ") for line in lines)
 
 
 @pytest.mark.slow
