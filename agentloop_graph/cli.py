@@ -5,9 +5,13 @@ at once. A run's work (imports, model calls) happens on a background thread whil
 main thread prints, keeps the activity line alive and takes Ctrl-C: the interrupt then
 always lands in this module's own waiting, never inside a library's locks.
 
+With `--url` the run goes to an Agent Server (`langgraph dev`, Aegra, LangSmith
+Deployments) through `langgraph-sdk`, and its progress is shown the same way.
+
 Example:
     $ agentloop run "Plan a picnic, fail step 2" --model demo
     $ agentloop run "Compare three note-taking apps" --model ollama:llama3.2 --json
+    $ agentloop run "Plan a picnic" --url http://127.0.0.1:2024 --model demo --max-model-calls 4
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar, cast
 
 if TYPE_CHECKING:
@@ -36,6 +41,10 @@ T = TypeVar("T")
 DEFAULT_MODEL = "ollama:llama3.2"
 """`agentloop_graph.models.DEFAULT_MODEL` (a test keeps them equal): importing it from there
 would load LangChain just to print `--help`."""
+DEFAULT_MAX_STEPS = 10
+DEFAULT_MAX_ADAPTATIONS = 1
+DEFAULT_ASSISTANT = "agent_loop"
+"""The graph id `langgraph.json` gives the loop."""
 DEMO_NOTE = "Using the offline demo model (deterministic, for trying the loop)."
 PROBE_TIMEOUT = 2.0
 PREVIEW = 80
@@ -57,6 +66,8 @@ examples:
   agentloop run "Plan a picnic, fail step 2" --model demo
   agentloop run "Compare three note-taking apps" --max-steps 5 --json
   agentloop run "Plan a picnic" --model demo --approve --stream
+  agentloop run "Plan a picnic" --model demo --max-model-calls 4
+  agentloop run "Plan a picnic" --url http://127.0.0.1:2024 --model demo
 """
 
 
@@ -120,6 +131,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _server_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")) or len(text.split("//", 1)[1]) == 0:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
+    return text.rstrip("/")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `agentloop` argument parser, with its `run` subcommand.
 
@@ -146,23 +163,23 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("task", metavar="TASK", type=_task, help="what the loop should do")
     run_parser.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
         help='"demo" (offline, deterministic), "ollama:<model>" (the Ollama server at '
-        'OLLAMA_HOST) or a "provider:model" string for LangChain (default: %(default)s)',
+        'OLLAMA_HOST) or a "provider:model" string for LangChain '
+        f"(default: {DEFAULT_MODEL}; with --url, the server's)",
     )
     run_parser.add_argument(
         "--max-steps",
         type=_at_least(1),
-        default=10,
         metavar="N",
-        help="longest plan to run; a longer plan is cut and the run is partial (default: 10)",
+        help="longest plan to run; a longer plan is cut and the run is partial "
+        f"(default: {DEFAULT_MAX_STEPS})",
     )
     run_parser.add_argument(
         "--max-adaptations",
         type=_at_least(0),
-        default=1,
         metavar="N",
-        help="revisions allowed per failed step; 0 lets a failed step stay failed (default: 1)",
+        help="revisions allowed per failed step; 0 lets a failed step stay failed "
+        f"(default: {DEFAULT_MAX_ADAPTATIONS})",
     )
     run_parser.add_argument(
         "--step-timeout",
@@ -181,6 +198,43 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show the plan and ask before running it: y runs it, e edits it "
         "(type new steps, one per line, then an empty line), n cancels (exit status 1)",
+    )
+    budget = run_parser.add_argument_group(
+        "budget",
+        "Hard limits for the run, checked before every model call: once one is reached no "
+        "call is made, the open step fails, no later step starts, and the summary says "
+        "which budget was spent.",
+    )
+    budget.add_argument(
+        "--max-model-calls",
+        type=_at_least(1),
+        metavar="N",
+        help="model calls the run may make, planning and the final answer included",
+    )
+    budget.add_argument(
+        "--max-tokens",
+        type=_at_least(1),
+        metavar="N",
+        help="tokens (input + output) the run may spend",
+    )
+    budget.add_argument(
+        "--max-seconds",
+        type=_seconds,
+        metavar="S",
+        help="seconds the run may take from the start of planning",
+    )
+    server = run_parser.add_argument_group("server")
+    server.add_argument(
+        "--url",
+        type=_server_url,
+        metavar="URL",
+        help="run on the Agent Server at URL (langgraph dev, Aegra, LangSmith Deployments) "
+        "through langgraph-sdk; --model and the limits go as the run's context",
+    )
+    server.add_argument(
+        "--assistant",
+        metavar="ID",
+        help=f"the assistant or graph id to run with --url (default: {DEFAULT_ASSISTANT})",
     )
     output = run_parser.add_mutually_exclusive_group()
     output.add_argument(
@@ -333,6 +387,7 @@ class Console:
         self._quiet = quiet
         self._live = not quiet and out.isatty()
         self._label: str | None = None
+        self._spent = ""
         self._since = self._last_output = time.monotonic()
         self._drawn = False
         self._mid_line = False
@@ -359,6 +414,10 @@ class Console:
         if label is None:
             self._write(self._unspin())
 
+    def spending(self, text: str) -> None:
+        """Say what the run has spent so far; the live line shows it after the time."""
+        self._spent = f" ({text})" if text else ""
+
     def note(self, line: str) -> None:
         """Queue a line for stderr; any thread may call this."""
         self._notes.put(line)
@@ -374,10 +433,11 @@ class Console:
         elapsed = now - self._since
         if self._live:
             self._frame = (self._frame + 1) % len(SPINNER)
-            self._write(f"\r{SPINNER[self._frame]} {self._label}, {elapsed:.1f} s\x1b[K")
+            line = f"{SPINNER[self._frame]} {self._label}, {elapsed:.1f} s{self._spent}"
+            self._write(f"\r{line}\x1b[K")
             self._drawn = True
         elif now - self._last_output >= HEARTBEAT:
-            self.say(f"{INDENT}… {self._label}, {elapsed:.0f} s so far")
+            self.say(f"{INDENT}… {self._label}, {elapsed:.0f} s so far{self._spent}")
 
     def close(self) -> None:
         """Leave the terminal at the start of a clean line."""
@@ -455,7 +515,22 @@ def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
     from_a_model = "ls_model_type" in metadata
     if node not in STREAMED_NODES or not from_a_model:
         return node, ""
+    if isinstance(message, Mapping):  # from a server: the message as JSON
+        return node, _text_of(message.get("content"))
     return node, message.text
+
+
+def _text_of(content: Any) -> str:
+    """The text of a message's JSON `content`: a string, or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part if isinstance(part, str) else str(part.get("text", ""))
+            for part in content
+            if isinstance(part, str) or (isinstance(part, Mapping) and part.get("type") == "text")
+        )
+    return ""
 
 
 def _read_line(prompt: str, shown_on: TextIO) -> str | None:
@@ -506,11 +581,79 @@ def ask_about_plan(question: Mapping[str, Any], shown_on: TextIO) -> bool | list
                 print("Please answer y, e or n.", file=shown_on, flush=True)
 
 
-def _print_outcome(output: Mapping[str, Any], console: Console) -> None:
+def _count(number: float, unit: str) -> str:
+    return f"{number:,} {unit}{'' if number == 1 else 's'}"
+
+
+class Spending:
+    """What a run has spent so far, as its progress events tell it.
+
+    Each `agentic.step_started` is an executor call, each `agentic.step_adapted` an
+    adapter call, and planning, a revised plan and the final answer one call each; a
+    call the budget refused (`budget exhausted: ...`) was never made. Tokens add up the
+    `usage` of each finished step. `agentic.task_complete` then brings the run's own
+    count (`budget`), which replaces the estimate.
+    """
+
+    def __init__(self) -> None:
+        self.model_calls = 0
+        self.tokens = 0
+        self.report: Mapping[str, Any] | None = None
+
+    def planning(self) -> None:
+        """Planning has begun: its call is under way."""
+        self.model_calls = max(self.model_calls, 1)
+
+    def update(self, event: Mapping[str, Any]) -> None:
+        """Count what `event` says was spent."""
+        match event["event"]:
+            case "agentic.step_started" | "agentic.step_adapted" | "agentic.plan_revised":
+                self.model_calls += 1
+            case "agentic.step_failed" if str(event.get("error", "")).startswith(
+                "budget exhausted"
+            ):
+                self.model_calls -= 1
+            case "agentic.step_complete":
+                self.tokens += (event.get("usage") or {}).get("total_tokens", 0)
+                if event["step"] == event["total"]:
+                    self.model_calls += 1  # the final answer
+            case "agentic.task_complete" if isinstance(event.get("budget"), Mapping):
+                self.report = event["budget"]
+                self.model_calls = int(self.report["spent"]["model_calls"])
+                self.tokens = int(self.report["spent"]["tokens"])
+
+    def so_far(self) -> str:
+        """`3 model calls, 1,234 tokens` (tokens only once some were counted)."""
+        calls = _count(self.model_calls, "model call")
+        return f"{calls}, {_count(self.tokens, 'token')}" if self.tokens else calls
+
+    def line(self) -> str | None:
+        """The final report's `Spent:` line, from the run's own count; None without one."""
+        if self.report is None:
+            return None
+        spent, limits = self.report["spent"], self.report.get("limits") or {}
+        seconds = float(spent["seconds"])
+        text = (
+            f"Spent: {_count(int(spent['model_calls']), 'model call')}, "
+            f"{_count(int(spent['tokens']), 'token')}, {seconds:.1f} s"
+        )
+        caps = [
+            _count(limits[name], unit)
+            for name, unit in (("max_model_calls", "model call"), ("max_tokens", "token"))
+            if limits.get(name) is not None
+        ]
+        if limits.get("max_seconds") is not None:
+            caps.append(f"{limits['max_seconds']:g} s")
+        return f"{text} (limits: {', '.join(caps)})" if caps else text
+
+
+def _print_outcome(output: Mapping[str, Any], spending: Spending, console: Console) -> None:
     seconds = (output.get("total_duration_ms") or 0) / 1000
     console.say()
     console.say(f"Summary: {output.get('summary')}")
     console.say(f"Status: {output.get('status')} ({seconds:.1f} s)")
+    if spent := spending.line():
+        console.say(spent)
     if output.get("answer"):
         console.say(f"Answer: {output['answer']}")
 
@@ -543,17 +686,32 @@ def _library_warnings(console: Console) -> Iterator[None]:
         logger.removeHandler(handler)
 
 
+@dataclass(frozen=True)
+class _Resume:
+    """The answer to a plan approval, to resume the paused run with."""
+
+    answer: bool | list[str]
+
+
+Leg = Callable[[Any], Iterator[tuple[str, Any]]]
+"""Streams one leg of a run, from its input (a task, or a `_Resume`) to its end or a pause:
+`(mode, chunk)` pairs, mode `custom`, `values` or `messages`."""
+
+
 def _build(
     model: str, ollama_host: str | None, approve: bool, settings: Mapping[str, Any]
 ) -> Iterator[CompiledStateGraph[Any, Any, Any, Any]]:
     """The loop for this run, as the one item `in_background` hands over."""
     from langgraph.checkpoint.memory import InMemorySaver
 
+    from agentloop_graph.budget import Budget
     from agentloop_graph.graph import create_agent_loop
 
     if approve:
         # Plan approval pauses the run; resuming it needs the paused run's checkpoint.
         settings = {**settings, "approve_plan": True, "checkpointer": InMemorySaver()}
+    if (budget := settings.get("budget")) is not None:
+        settings = {**settings, "budget": Budget(**budget)}
     try:
         graph = create_agent_loop(connect(model, ollama_host=ollama_host), **settings)
     except (ValueError, TypeError) as exc:
@@ -561,24 +719,121 @@ def _build(
     yield graph
 
 
+def _local_leg(graph: CompiledStateGraph[Any, Any, Any, Any], modes: list[str]) -> Leg:
+    """Legs of a run of `graph` in this process, on a thread of its own."""
+    from langgraph.types import Command
+
+    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    stream = cast(Callable[..., Iterator[tuple[str, Any]]], graph.stream)
+
+    def leg(start: Any) -> Iterator[tuple[str, Any]]:
+        command = Command(resume=start.answer) if isinstance(start, _Resume) else start
+        for mode, chunk in stream(command, config, stream_mode=modes):
+            if mode == "values" and (pending := chunk.get("__interrupt__")):
+                chunk = {**chunk, "__interrupt__": [{"value": p.value} for p in pending]}
+            yield mode, chunk
+
+    return leg
+
+
+def check_server(url: str) -> None:
+    """Make sure an Agent Server answers at `url` before a run is sent there.
+
+    Any HTTP answer will do (a server that wants a key still answers); only silence fails.
+
+    Raises:
+        CliError: Nothing answered; the message names the URL.
+    """
+    import httpx
+
+    try:
+        httpx.get(f"{url}/info", timeout=PROBE_TIMEOUT)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise CliError(
+            f"cannot reach the Agent Server at {url} (GET {url}/info: {reason}); "
+            "start it (langgraph dev, Aegra) or check --url"
+        ) from None
+
+
+def _server_problem(url: str, exc: Exception) -> CliError:
+    """One line for an HTTP error from the server at `url`."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        response = exc.response
+        try:
+            detail = response.json()
+            detail = detail.get("detail") or detail.get("message") or detail
+        except ValueError:
+            detail = response.text
+        return CliError(
+            f"the Agent Server at {url} refused the run: HTTP {response.status_code}: {detail}"
+        )
+    return CliError(f"lost the Agent Server at {url}: {exc or type(exc).__name__}")
+
+
+def _server_client(url: str) -> Iterator[Any]:
+    """A `langgraph-sdk` client of the Agent Server at `url`, once it answers; the one
+    item `in_background` hands over."""
+    try:
+        from langgraph_sdk import get_sync_client
+    except ImportError:
+        raise CliError("--url needs langgraph-sdk: pip install langgraph-sdk") from None
+    check_server(url)
+    yield get_sync_client(url=url)
+
+
+def _remote_leg(
+    client: Any, url: str, assistant: str, context: Mapping[str, Any], modes: list[str]
+) -> Leg:
+    """Legs of a run on the Agent Server at `url`, on one thread it creates there."""
+    import httpx
+
+    # A server sends message chunks with their metadata as "messages-tuple".
+    wanted = ["messages-tuple" if mode == "messages" else mode for mode in modes]
+    thread: list[str] = []
+
+    def leg(start: Any) -> Iterator[tuple[str, Any]]:
+        ask = {"command": {"resume": start.answer}} if isinstance(start, _Resume) else {}
+        try:
+            if not thread:
+                thread.append(client.threads.create()["thread_id"])
+            parts = client.runs.stream(
+                thread[0],
+                assistant,
+                input=None if ask else start,
+                context=dict(context),
+                stream_mode=wanted,
+                on_disconnect="cancel",
+                **ask,
+            )
+            for part in parts:
+                if part.event == "error":
+                    data = part.data if isinstance(part.data, Mapping) else {"message": part.data}
+                    reason = ": ".join(str(data[k]) for k in ("error", "message") if data.get(k))
+                    raise CliError(f"the run failed on the Agent Server at {url}: {reason}")
+                mode = part.event.split("/", 1)[0]
+                if mode in ("custom", "values", "messages"):
+                    yield mode, part.data
+        except httpx.HTTPError as exc:
+            raise _server_problem(url, exc) from None
+
+    return leg
+
+
 def _follow(
-    graph: CompiledStateGraph[Any, Any, Any, Any],
-    command: Any,
-    config: Mapping[str, Any],
+    leg: Leg,
+    start: Any,
+    spending: Spending,
     console: Console,
     *,
     as_json: bool,
-    stream: bool,
 ) -> Mapping[str, Any]:
     """Stream one leg of a run (to its end or a pause), showing it; its last values."""
-    modes = ["custom", "values", *(["messages"] if stream else [])]
-    chunks = cast(
-        Callable[[], Iterator[tuple[str, Any]]],
-        functools.partial(graph.stream, command, config, stream_mode=modes),
-    )
     output: Mapping[str, Any] = {}
     streamed: set[str] = set()  # the phases whose text the current step or answer showed
-    for mode, chunk in in_background(chunks, console):
+    for mode, chunk in in_background(functools.partial(leg, start), console):
         if mode == "values":
             output = chunk
         elif mode == "messages":
@@ -591,19 +846,21 @@ def _follow(
         elif as_json:
             print(json.dumps(chunk), flush=True)
         else:
+            spending.update(chunk)
             for line in human_lines(chunk, streamed="executor" in streamed):
                 console.say(line)
             if chunk["event"] == "agentic.step_started":
                 streamed.discard("executor")
+            console.spending(spending.so_far())
             console.working(activity(chunk))
+        if mode == "custom" and as_json:
+            spending.update(chunk)
     console.working(None)
     return output
 
 
-def _resume(question: Mapping[str, Any], console: Console, *, as_json: bool) -> Any:
-    """The command that resumes a run paused for plan approval, as the person answered."""
-    from langgraph.types import Command
-
+def _resume(question: Mapping[str, Any], console: Console, *, as_json: bool) -> _Resume:
+    """The answer that resumes a run paused for plan approval, as the person gave it."""
     console.close()
     shown_on = sys.stderr if as_json else sys.stdout
     if as_json:
@@ -612,27 +869,23 @@ def _resume(question: Mapping[str, Any], console: Console, *, as_json: bool) -> 
     if isinstance(answer, list) and not as_json:
         for line in ["", *_plan_lines(answer, ", edited")]:
             console.say(line)
-    return Command(resume=answer)
+    return _Resume(answer)
 
 
 def _drive(
-    graph: CompiledStateGraph[Any, Any, Any, Any],
-    task: str,
-    console: Console,
-    *,
-    as_json: bool,
-    stream: bool,
+    leg: Leg, task: str, spending: Spending, console: Console, *, as_json: bool
 ) -> Mapping[str, Any]:
     """Run the task to its end, asking about the plan whenever the run pauses for it."""
-    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
-    command: Any = {"task": task}
+    start: Any = {"task": task}
+    spending.planning()
+    console.spending(spending.so_far())
     console.working("planning")
     try:
         while True:
-            output = _follow(graph, command, config, console, as_json=as_json, stream=stream)
+            output = _follow(leg, start, spending, console, as_json=as_json)
             if not (pending := output.get("__interrupt__")):
                 return output
-            command = _resume(pending[0].value, console, as_json=as_json)
+            start = _resume(pending[0]["value"], console, as_json=as_json)
     except (CliError, BrokenPipeError):
         raise
     except Exception as exc:
@@ -640,57 +893,105 @@ def _drive(
         raise CliError(f"the run stopped: {type(exc).__name__}: {exc}") from None
 
 
+def _remote_context(
+    model: str | None,
+    max_steps: int | None,
+    max_adaptations: int | None,
+    step_timeout: float | None,
+    approve: bool,
+    budget: Mapping[str, float] | None,
+) -> dict[str, Any]:
+    """The run's `Context` on a server: only what was asked for, so the rest keeps the
+    server's own settings (its default model, say)."""
+    fields = {
+        "model": model,
+        "max_steps": max_steps,
+        "max_adaptations": max_adaptations,
+        "step_timeout": step_timeout,
+        "approve_plan": True if approve else None,
+        "budget": dict(budget) if budget else None,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def run(
     task: str,
     *,
-    model: str = DEFAULT_MODEL,
-    max_steps: int = 10,
-    max_adaptations: int = 1,
+    model: str | None = None,
+    max_steps: int | None = None,
+    max_adaptations: int | None = None,
     step_timeout: float | None = None,
     ollama_host: str | None = None,
     approve: bool = False,
     stream: bool = False,
     as_json: bool = False,
+    budget: Mapping[str, float] | None = None,
+    url: str | None = None,
+    assistant: str = DEFAULT_ASSISTANT,
 ) -> int:
     """Run the loop on `task`, printing its progress live, and return the exit status.
 
     Args:
         task: What the loop should do.
-        model: A model string, as `--model` takes it.
-        max_steps: Longest plan to run.
-        max_adaptations: Revisions allowed per failed step.
+        model: A model string, as `--model` takes it; None: `DEFAULT_MODEL` here, the
+            server's own default with `url`.
+        max_steps: Longest plan to run; None: 10 (with `url`, the server's graph's).
+        max_adaptations: Revisions allowed per failed step; None: 1 (or the server's).
         step_timeout: Seconds allowed per attempt at a step; None for no limit.
         ollama_host: The Ollama server for `ollama:` models, instead of `OLLAMA_HOST`.
         approve: Show the plan and ask on stdin whether to run, edit or cancel it.
         stream: Print the executor's and summariser's tokens as they arrive.
         as_json: Print each progress event as a JSON line instead of text.
+        budget: Limits of `agentloop_graph.Budget` (`max_model_calls`, `max_tokens`,
+            `max_seconds`); None or empty for none.
+        url: Run on the Agent Server at this URL instead of in this process.
+        assistant: The assistant or graph id to run on the server.
 
     Returns:
         0 if the run completed, 2 if it was partial, 1 if it failed or was cancelled.
 
     Raises:
-        CliError: The model or settings are unusable, or the run stopped unexpectedly.
+        CliError: The model, settings or server are unusable, or the run stopped
+            unexpectedly.
         KeyboardInterrupt: Ctrl-C; the terminal is left at the start of a clean line.
     """
     console = Console(sys.stdout, quiet=as_json)
-    if model == "demo":
+    if (model or (None if url else DEFAULT_MODEL)) == "demo":
         print(DEMO_NOTE, file=sys.stderr if as_json else sys.stdout, flush=True)
     console.say(f"Task: {task}")
+    if url:
+        console.say(f"Server: {url} ({assistant})")
     console.working("starting")
-    settings = {
-        "max_steps": max_steps,
-        "max_adaptations": max_adaptations,
-        "step_timeout": step_timeout,
-    }
+    modes = ["custom", "values", *(["messages"] if stream else [])]
+    spending = Spending()
     try:
         with _library_warnings(console):
-            build = functools.partial(_build, model, ollama_host, approve, settings)
-            (graph,) = in_background(build, console)
-            output = _drive(graph, task, console, as_json=as_json, stream=stream)
+            if url:
+                context = _remote_context(
+                    model, max_steps, max_adaptations, step_timeout, approve, budget
+                )
+                (client,) = in_background(functools.partial(_server_client, url), console)
+                with client:
+                    leg = _remote_leg(client, url, assistant, context, modes)
+                    output = _drive(leg, task, spending, console, as_json=as_json)
+            else:
+                settings: dict[str, Any] = {
+                    "max_steps": DEFAULT_MAX_STEPS if max_steps is None else max_steps,
+                    "max_adaptations": (
+                        DEFAULT_MAX_ADAPTATIONS if max_adaptations is None else max_adaptations
+                    ),
+                    "step_timeout": step_timeout,
+                    "budget": dict(budget) if budget else None,
+                }
+                build = functools.partial(
+                    _build, model or DEFAULT_MODEL, ollama_host, approve, settings
+                )
+                (graph,) = in_background(build, console)
+                output = _drive(_local_leg(graph, modes), task, spending, console, as_json=as_json)
     finally:
         console.close()
     if not as_json:
-        _print_outcome(output, console)
+        _print_outcome(output, spending, console)
     return exit_status(output.get("status"))
 
 
@@ -722,10 +1023,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     try:
         try:
-            args = build_parser().parse_args(argv)
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if args.url is None:
+                if args.assistant is not None:
+                    parser.error("--assistant needs --url: it names a graph on a server")
+            elif args.ollama_host is not None:
+                parser.error(
+                    "--ollama-host is for local runs; with --url the server's graph uses "
+                    "the server's OLLAMA_HOST"
+                )
         except SystemExit as stop:
             # --help and usage errors end parsing; hand their status back instead of exiting.
             return stop.code if isinstance(stop.code, int) else 1
+        limits = {
+            name: value
+            for name in ("max_model_calls", "max_tokens", "max_seconds")
+            if (value := getattr(args, name)) is not None
+        }
         return run(
             args.task,
             model=args.model,
@@ -736,6 +1051,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             approve=args.approve,
             stream=args.stream,
             as_json=args.json,
+            budget=limits,
+            url=args.url,
+            assistant=args.assistant or DEFAULT_ASSISTANT,
         )
     except CliError as exc:
         # Some library messages span lines; the contract is one line per error.

@@ -18,6 +18,7 @@ the servers' Python (`.venv-aegra`, see docs/deploy.md) missing is an error.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -35,6 +36,7 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
+from agentloop_graph import cli
 from tests.aegra import (
     DEFAULT_REDIS,
     FAST_RECOVERY,
@@ -213,6 +215,34 @@ def test_every_process_serves_the_loop_with_its_events_and_context(
             assert state["status"] == "completed" and len(state["plan"]) == 2
             assert state["answer"].startswith("[demo] Final answer for 'Plan a picnic'")
             assert c.threads.get(thread)["status"] == "idle"
+
+
+def test_the_command_runs_a_task_on_aegra_and_answers_its_plan_approval(
+    both: list[AegraProcess],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`agentloop run --url`: the run's progress, its budget and a plan approval, through
+    Aegra's HTTP API as through any Agent Server's."""
+    url = both[0].url
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    argv = ["run", "Plan a picnic", "--url", url, "--model", "demo", "--approve"]
+    assert cli.main([*argv, "--max-model-calls", "4"]) == 2
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == f"Server: {url} (agent_loop)"
+    assert "Run this plan? y = run it, e = edit it, n = cancel: y" in lines
+    assert "    ✗ failed: budget exhausted: model calls" in lines
+    assert (
+        "Summary: Plan a picnic: Completed 3/4 steps, 1 failed. Stopped: model calls budget spent."
+        in lines
+    )
+    assert any(line.startswith("Spent: 4 model calls, ") for line in lines)
+
+    assert cli.main(["run", "Plan a picnic", "--url", url, "--model", "demo", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events][:1] == ["agentic.plan_ready"]
+    assert events[-1]["event"] == "agentic.task_complete" and events[-1]["status"] == "completed"
 
 
 def test_a_killed_process_s_run_is_delivered_again_under_its_id_with_its_input(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel, GenericFakeChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
@@ -288,13 +288,13 @@ def test_output_that_is_not_a_terminal_gets_plain_still_working_lines(
     out = capsys.readouterr().out
     assert "\r" not in out and "\x1b" not in out
     lines = out.splitlines()
-    for label, before in [
-        ("planning", "Plan (1 step):"),
-        ("step 1/1", "    ✓ done: did a"),
-        ("writing the answer", ""),
+    for label, before, spent in [
+        ("planning", "Plan (1 step):", "1 model call"),
+        ("step 1/1", "    ✓ done: did a", "2 model calls"),
+        ("writing the answer", "", "3 model calls"),
     ]:
         heartbeat = next(i for i, line in enumerate(lines) if line.startswith(f"    … {label},"))
-        assert re.fullmatch(rf"    … {label}, \d+ s so far", lines[heartbeat])
+        assert re.fullmatch(rf"    … {label}, \d+ s so far \({spent}\)", lines[heartbeat])
         assert lines.index(before, heartbeat) > heartbeat
 
 
@@ -623,6 +623,17 @@ def test_a_provider_without_its_api_key_says_what_to_set(
         (["run", "x", "--model", "demo", "--step-timeout", "inf"], "--step-timeout"),
         (["run", "x", "--model", "demo", "--step-timeout", "soon"], "--step-timeout"),
         (["run", "x", "--model", "ollama:a", "--ollama-host", "h:port"], "--ollama-host 'h:port'"),
+        (["run", "x", "--max-model-calls", "0"], "--max-model-calls"),
+        (["run", "x", "--max-model-calls", "two"], "--max-model-calls"),
+        (["run", "x", "--max-tokens", "-5"], "--max-tokens"),
+        (["run", "x", "--max-tokens", "1.5"], "--max-tokens"),
+        (["run", "x", "--max-seconds", "0"], "--max-seconds"),
+        (["run", "x", "--max-seconds", "nan"], "--max-seconds"),
+        (["run", "x", "--max-seconds", "soon"], "--max-seconds"),
+        (["run", "x", "--url", "127.0.0.1:2024"], "--url: must be an http:// or https:// URL"),
+        (["run", "x", "--url", "http://"], "--url"),
+        (["run", "x", "--assistant", "other"], "--assistant needs --url"),
+        (["run", "x", "--url", "http://h:1", "--ollama-host", "h"], "--ollama-host is for local"),
         (["run", "Plan a picnic", "--model", "nonsense"], "'nonsense' is not a model string"),
         (["run", "Plan a picnic", "--model", "ollama:"], "'ollama:' is not a model string"),
         (["run", "x", "--model", "nonsense:x"], "names no provider LangChain knows"),
@@ -652,3 +663,193 @@ def test_help_exits_0(argv: list[str], capsys: pytest.CaptureFixture[str]) -> No
     assert "usage: agentloop" in out
     assert "--model demo" in out
     assert "130 interrupted" in out and "cancelled (--approve)" in out
+
+
+# --- budgets -------------------------------------------------------------------------
+
+
+def _two_steps() -> ScriptedChatModel:
+    """Plan, two steps and an answer: four model calls."""
+    return ScriptedChatModel(
+        responses={"planner": ["1. a\n2. b"], "executor": ["did a", "did b"], "summariser": ["ok"]}
+    )
+
+
+@pytest.mark.parametrize(
+    ("calls", "status", "stopped_at", "lines"),
+    [
+        # Enough for every call: nothing is stopped.
+        (4, 0, None, ["Status: completed", "Answer: ok"]),
+        # One short: both steps ran, only the answer was refused.
+        (3, 0, "the answer", ["Status: completed"]),
+        # Two short: step 2's call was refused, so it failed and the run is partial.
+        (2, 2, "step 2", ["[2/2] b ...", "    ✗ failed: budget exhausted: model calls"]),
+    ],
+)
+def test_max_model_calls_stops_the_run_at_its_edge(
+    calls: int,
+    status: int,
+    stopped_at: str | None,
+    lines: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = _two_steps()
+    _use_model(monkeypatch, model)
+
+    assert cli.main(["run", "two things", "--max-model-calls", str(calls)]) == status
+
+    printed = capsys.readouterr().out.splitlines()
+    assert len(model.calls) == min(calls, 4)
+    for line in lines:
+        assert any(shown.startswith(line) for shown in printed), line
+    (summary,) = [line for line in printed if line.startswith("Summary: ")]
+    assert summary.endswith("Stopped: model calls budget spent.") == (stopped_at is not None)
+    (spent,) = [line for line in printed if line.startswith("Spent: ")]
+    assert re.fullmatch(
+        rf"Spent: {min(calls, 4)} model calls, 0 tokens, \d+\.\d s \(limits: {calls} model calls\)",
+        spent,
+    )
+    assert ("Answer: ok" in printed) == (stopped_at is None)
+
+
+def test_a_demo_run_stopped_by_its_budget_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", FAIL_STEP_2, "--model", "demo", "--max-model-calls", "4"]
+    assert cli.main(argv) == 2
+
+    lines = capsys.readouterr().out.splitlines()
+    # Plan, step 1, step 2's failed attempt, its revision: then the retry is refused.
+    assert lines[lines.index("[2/4] attempt 2, with the revised step ...") :][:3] == [
+        "[2/4] attempt 2, with the revised step ...",
+        "    ✗ failed: budget exhausted: model calls",
+        "    ✗ step failed, no adaptation left",
+    ]
+    assert "[3/4]" not in "\n".join(lines)
+    assert (
+        f"Summary: {FAIL_STEP_2}: Completed 1/4 steps, 1 failed. Stopped: model calls budget spent."
+        in lines
+    )
+    assert any(line.startswith("Status: partial") for line in lines)
+    assert any(
+        re.fullmatch(
+            r"Spent: 4 model calls, [\d,]+ tokens, \d+\.\d s \(limits: 4 model calls\)", line
+        )
+        for line in lines
+    )
+
+
+def _costly(tokens: int) -> ScriptedChatModel:
+    def answer(text: str) -> AIMessage:
+        usage = UsageMetadata(input_tokens=tokens - 10, output_tokens=10, total_tokens=tokens)
+        return AIMessage(text, usage_metadata=usage)
+
+    return ScriptedChatModel(
+        responses={
+            "planner": [answer("1. a\n2. b\n3. c")],
+            "executor": [answer("did a"), answer("did b"), answer("did c")],
+            "summariser": [answer("ok")],
+        }
+    )
+
+
+def test_max_tokens_stops_the_run_once_they_are_spent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _use_model(monkeypatch, _costly(600))
+
+    assert cli.main(["run", "three things", "--max-tokens", "1500"]) == 2
+
+    lines = capsys.readouterr().out.splitlines()
+    # Plan and step 1 spend 1,200 tokens, step 2 brings it to 1,800: step 3 is refused.
+    assert lines[lines.index("[3/3] c ...") + 1] == "    ✗ failed: budget exhausted: tokens"
+    assert any(line.endswith("Stopped: tokens budget spent.") for line in lines)
+    assert any(
+        re.fullmatch(r"Spent: 3 model calls, 1,800 tokens, \d+\.\d s \(limits: 1,500 tokens\)", x)
+        for x in lines
+    )
+
+
+def test_the_live_line_shows_model_calls_and_tokens_spent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "HEARTBEAT", 0.2)
+    model = _costly(1000)
+    model.latency = 0.5
+    _use_model(monkeypatch, model)
+
+    assert cli.main(["run", "three things"]) == 0
+
+    heartbeats = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("    … ")
+    ]
+    spent = {
+        line.split(" so far ")[0].split(",")[0][6:]: line.split(" so far ")[1]
+        for line in heartbeats
+    }
+    assert spent == {
+        "planning": "(1 model call)",
+        "step 1/3": "(2 model calls)",
+        "step 2/3": "(3 model calls, 1,000 tokens)",
+        "step 3/3": "(4 model calls, 2,000 tokens)",
+        "writing the answer": "(5 model calls, 3,000 tokens)",
+    }
+
+
+def test_max_seconds_stops_a_slow_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = _two_steps()
+    model.latency = 0.3
+    _use_model(monkeypatch, model)
+
+    assert cli.main(["run", "two things", "--max-seconds", "0.5"]) == 2
+
+    out = capsys.readouterr().out
+    assert "    ✗ failed: budget exhausted: time" in out
+    assert "Stopped: time budget spent." in out
+    assert "(limits: 0.5 s)" in out
+
+
+def test_json_task_complete_carries_the_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "Plan a picnic", "--model", "demo", "--json"]
+    assert cli.main([*argv, "--max-model-calls", "9", "--max-seconds", "60"]) == 0
+
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert last["budget"]["limits"] == {
+        "max_model_calls": 9,
+        "max_tokens": None,
+        "max_seconds": 60.0,
+    }
+    assert last["budget"]["spent"]["model_calls"] == 6
+
+
+def test_spending_counts_calls_from_the_events() -> None:
+    spending = cli.Spending()
+    spending.planning()
+    step = {"step": 1, "total": 2}
+    for event in [
+        {"event": "agentic.plan_ready"},
+        {"event": "agentic.step_started", **step, "attempt": 1},
+        {"event": "agentic.step_failed", **step, "error": "boom", "attempt": 1},
+        {"event": "agentic.step_adapted", **step},
+        {"event": "agentic.step_started", **step, "attempt": 2},
+        {"event": "agentic.step_complete", **step, "usage": {"total_tokens": 1234}},
+        {"event": "agentic.step_started", "step": 2, "total": 2, "attempt": 1},
+        {"event": "agentic.step_failed", "step": 2, "error": "budget exhausted: tokens"},
+    ]:
+        spending.update(event)
+    assert spending.so_far() == "4 model calls, 1,234 tokens"
+    assert spending.line() is None
+
+    spending.update(
+        {
+            "event": "agentic.task_complete",
+            "budget": {
+                "limits": {"max_model_calls": None, "max_tokens": 1000, "max_seconds": 2.5},
+                "spent": {"model_calls": 4, "tokens": 1234, "seconds": 1.26},
+            },
+        }
+    )
+    assert (
+        spending.line() == "Spent: 4 model calls, 1,234 tokens, 1.3 s (limits: 1,000 tokens, 2.5 s)"
+    )

@@ -223,7 +223,10 @@ def test_on_a_terminal_the_activity_line_is_redrawn_in_place() -> None:
 
     assert process.wait(timeout=WAIT) == 0
     for label in ("planning", "step 1/4", "step 4/4", "writing the answer"):
-        assert re.search(rf"\r[{cli.SPINNER}] {re.escape(label)}, \d+\.\d s\x1b\[K", screen)
+        # The time so far, and what the run has spent.
+        spent = r"\(\d model calls?(, [\d,]+ tokens)?\)"
+        live = rf"\r[{cli.SPINNER}] {re.escape(label)}, \d+\.\d s {spent}\x1b\[K"
+        assert re.search(live, screen)
     # Each printed line starts clean: the activity line is wiped before it.
     plain = re.sub(r"\r[^\r\n]*\x1b\[K|\r\x1b\[K", "", screen).replace("\r\n", "\n")
     lines = plain.splitlines()
