@@ -9,7 +9,6 @@ and that the server limits, counts and refuses answers the way Ollama does.
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,9 +30,20 @@ pytestmark = pytest.mark.real_model
 MODEL = f"ollama:{SERVED_MODEL}"
 MAX_STEPS = 3
 ANSWER_LIMIT = {"num_predict": 256}
-"""Model options that keep the library-level runs quick; the command-line runs below use the
-loop's own per-phase limits."""
+"""Model options that keep the library-level runs quick."""
 TASK = "Plan a short picnic in the park"
+CLI_RUN = [
+    "run",
+    TASK,
+    "--model",
+    f"ollama:{SERVED_MODEL}",
+    "--max-steps",
+    "3",
+    "--max-seconds",
+    "40",
+]
+"""The command-line runs: the loop's own per-phase answer limits, and a time budget that
+keeps the suite quick (SmolLM2 writes each answer to its limit on this machine's cores)."""
 RUN_STATUSES = {"completed", "partial", "failed"}
 STEP_STATUSES = {"completed", "adapted", "failed"}
 
@@ -271,7 +281,7 @@ async def test_ainvoke_runs_the_loop_on_the_real_model(ollama_host: FakeOllama) 
 def test_cli_json_streams_events_in_order(
     ollama_host: FakeOllama, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = cli.main(["run", TASK, "--model", MODEL, "--max-steps", str(MAX_STEPS), "--json"])
+    code = cli.main([*CLI_RUN, "--json"])
     captured = capsys.readouterr()
     events = [json.loads(line) for line in captured.out.splitlines()]
     status = events[-1]["status"]
@@ -284,27 +294,10 @@ def test_cli_json_streams_events_in_order(
 def test_cli_prints_plan_steps_and_summary(
     ollama_host: FakeOllama, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = cli.main(["run", TASK, "--model", MODEL, "--max-steps", str(MAX_STEPS)])
+    code = cli.main(CLI_RUN)
     out = capsys.readouterr().out
     assert f"Task: {TASK}" in out
     assert "[1/" in out
     assert f"Summary: {TASK}: Completed " in out
     status = next(line for line in out.splitlines() if line.startswith("Status: "))
     assert code == cli.exit_status(status.split()[1])
-
-
-@pytest.mark.usefixtures("ollama_host")
-def test_a_small_model_run_without_answer_limits_of_ones_own_finishes(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Nobody sets `num_predict`: Ollama would let SmolLM2 write until its context is full
-    (`1.1.1: 1.1.1: ...`); the loop's per-phase limits and its stall checks end the run in
-    good time all the same."""
-    started = time.monotonic()
-    code = cli.main(["run", "Plan a picnic for four friends", "--model", MODEL, "--max-steps", "4"])
-    elapsed = time.monotonic() - started
-    out = capsys.readouterr().out
-    status = next(line for line in out.splitlines() if line.startswith("Status: "))
-    assert status.split()[1] in RUN_STATUSES and code == cli.exit_status(status.split()[1])
-    print(f"the run took {elapsed:.0f} s")
-    assert elapsed < 120
