@@ -119,6 +119,10 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
         saver = self._saver(config)
         if saver is not None and kwargs.get("durability") is None:
             kwargs = {**kwargs, "durability": "sync"}
+        elif saver is None and "durability" in kwargs:
+            # Servers pass one for every run; without a checkpointer LangGraph would warn
+            # that it has no effect, on the happy path.
+            kwargs = {key: value for key, value in kwargs.items() if key != "durability"}
         if _is_task(input):
             input = loop_input(input)
         configurable = config.get(CONF, {})

@@ -327,3 +327,9 @@ def test_a_cooperative_tool_stops_at_the_attempts_deadline(run: Run) -> None:
     out = run(graph, {"task": "t"})
     assert stopped.is_set() and 0.3 < time.monotonic() - started < 1.5
     assert out["steps"][0]["status"] == "completed"  # it stopped before the deadline
+
+
+def test_a_durability_without_a_checkpointer_is_no_warning(run: Run) -> None:
+    # As Agent Servers pass it for stateless runs; warnings are errors in this suite.
+    out = run(create_agent_loop(plan_then("ok")), {"task": "t"}, durability="sync")
+    assert out["status"] == "completed"
