@@ -108,18 +108,23 @@ def client(process: AegraProcess) -> SyncLangGraphClient:
     return get_sync_client(url=process.url, api_key=None, timeout=DEADLINE)
 
 
+def complete_lines(log: Path) -> list[str]:
+    """The lines of a log other processes append to: a line still being written (after the
+    last newline) is left for the next read."""
+    return log.read_text().split("\n")[:-1] if log.exists() else []
+
+
 def calls(cluster: AegraCluster, thread: str) -> list[dict[str, Any]]:
     """The slow loop's model calls on `thread`, in the order they were made."""
-    log = Path(cluster.env["AGENTLOOP_TEST_CALL_LOG"])
-    lines = log.read_text().splitlines() if log.exists() else []
+    lines = complete_lines(Path(cluster.env["AGENTLOOP_TEST_CALL_LOG"]))
     return [c for c in map(json.loads, lines) if c["thread"] == thread]
 
 
 def probed(cluster: AegraCluster, thread: str) -> list[dict[str, Any]]:
     """What the `probe` graph logged on `thread`: its `astream` calls and its nodes' views."""
-    log = Path(cluster.env["AGENTLOOP_PROBE_LOG"])
-    lines = log.read_text().splitlines() if log.exists() else []
-    records = [json.loads(line) for line in lines]
+    records = [
+        json.loads(line) for line in complete_lines(Path(cluster.env["AGENTLOOP_PROBE_LOG"]))
+    ]
     return [
         r
         for r in records
