@@ -15,6 +15,7 @@ from typing import Any, Literal
 from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
+from langgraph.types import StreamWriter
 from typing_extensions import TypedDict
 
 from agentloop_graph.budget import BudgetReport
@@ -105,18 +106,19 @@ def has_handlers(config: RunnableConfig) -> bool:
     return bool(handlers)
 
 
-def _write(event: ProgressEvent) -> None:
+def _write(writer: StreamWriter, event: ProgressEvent) -> None:
     try:
-        get_stream_writer()(event)
+        writer(event)
     except Exception:
         logger.warning("progress writer failed for %s", event["event"], exc_info=True)
 
 
 def emit(config: RunnableConfig, *events: ProgressEvent) -> None:
     """Write `events` to the custom stream and, if anyone listens, as custom events."""
+    writer, listened = get_stream_writer(), has_handlers(config)
     for event in events:
-        _write(event)
-        if has_handlers(config):
+        _write(writer, event)
+        if listened:
             try:
                 dispatch_custom_event(event["event"], event, config=config)
             except Exception:
@@ -125,9 +127,10 @@ def emit(config: RunnableConfig, *events: ProgressEvent) -> None:
 
 async def aemit(config: RunnableConfig, *events: ProgressEvent) -> None:
     """Async twin of `emit`."""
+    writer, listened = get_stream_writer(), has_handlers(config)
     for event in events:
-        _write(event)
-        if has_handlers(config):
+        _write(writer, event)
+        if listened:
             try:
                 await adispatch_custom_event(event["event"], event, config=config)
             except Exception:
