@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar, cast
 
 if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
     from langgraph.graph.state import CompiledStateGraph
 
 T = TypeVar("T")
@@ -273,15 +272,18 @@ def check_ollama(base_url: str) -> None:
         ) from None
 
 
-def connect(spec: str, *, ollama_host: str | None = None) -> BaseChatModel:
-    """The chat model a `--model` string names, its server checked when it is Ollama.
+def connect(spec: str, *, ollama_host: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The `--model` string checked, with the model options that point it at its server.
+
+    The loop builds each phase's model from the string itself, so each gets the loop's
+    defaults for it (an Ollama model's answer caps and its stop on repetition).
 
     Args:
         spec: `"demo"`, `"ollama:<model>"` or another `"provider:model"` string.
         ollama_host: The Ollama server to use instead of `OLLAMA_HOST`.
 
     Returns:
-        The chat model, ready for `create_agent_loop`.
+        The string and the `model_options` for `create_agent_loop`.
 
     Raises:
         CliError: The string names no model, the model cannot be built (the message says
@@ -293,12 +295,12 @@ def connect(spec: str, *, ollama_host: str | None = None) -> BaseChatModel:
     try:
         if spec.startswith("ollama:"):
             options["base_url"] = ollama_base_url(ollama_host, argument="--ollama-host")
-        model = resolve_model(spec, argument="--model", options=options)
+        resolve_model(spec, argument="--model", options=options)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
     if "base_url" in options:
         check_ollama(options["base_url"])
-    return model
+    return spec, options
 
 
 def _one_line(text: str, limit: int = PREVIEW) -> str:
@@ -713,7 +715,8 @@ def _build(
     if (budget := settings.get("budget")) is not None:
         settings = {**settings, "budget": Budget(**budget)}
     try:
-        graph = create_agent_loop(connect(model, ollama_host=ollama_host), **settings)
+        spec, options = connect(model, ollama_host=ollama_host)
+        graph = create_agent_loop(spec, model_options=options, **settings)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
     yield graph

@@ -27,6 +27,7 @@ from agentloop_graph.context import Settings
 from agentloop_graph.parsing import (
     MAX_RESULT_CHARS,
     MAX_TEXT_CHARS,
+    RepeatingAnswer,
     cap,
     clean_answer,
     reasoning_of,
@@ -257,6 +258,8 @@ def _attempt(attempt: Attempt, config: RunnableConfig, settings: Settings) -> st
     conversation: PromptInput = attempt.prompt
     for rounds in range(settings.max_tool_rounds + 1):
         reply = call_model(attempt.request(settings, conversation), config, settings)
+        if isinstance(reply, RepeatingAnswer):
+            attempt.replies.append(reply.reply)  # its tokens were spent all the same
         if isinstance(reply, Exception):
             raise reply
         attempt.replies.append(reply)
@@ -277,6 +280,8 @@ async def _aattempt(attempt: Attempt, config: RunnableConfig, settings: Settings
     conversation: PromptInput = attempt.prompt
     for rounds in range(settings.max_tool_rounds + 1):
         reply = await acall_model(attempt.request(settings, conversation), config, settings)
+        if isinstance(reply, RepeatingAnswer):
+            attempt.replies.append(reply.reply)  # its tokens were spent all the same
         if isinstance(reply, Exception):
             raise reply
         attempt.replies.append(reply)

@@ -13,6 +13,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from pydantic import ValidationError
 
+from agentloop_graph.parsing import RepeatingAnswer
+
 DEFAULT_MODEL = "ollama:llama3.2"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 OLLAMA_CLIENT_TIMEOUT = 300.0
@@ -136,9 +138,9 @@ def _chat_ollama(
     }
     try:
         # Importing `ollama` builds a default client, which a proxy setting can break.
-        from langchain_ollama import ChatOllama
+        from agentloop_graph.ollama import LoopChatOllama
 
-        return ChatOllama(model=name, **settings)
+        return LoopChatOllama(model=name, **settings)
     except (ValidationError, TypeError) as exc:
         raise ValueError(f"model_options do not suit ChatOllama: {exc}") from None
     except Exception as exc:
@@ -229,12 +231,18 @@ def _init_chat_model(spec: str, argument: str, options: Mapping[str, Any]) -> Ba
     return model
 
 
+def is_ollama(model: object) -> bool:
+    """Whether `model` is a `ChatOllama` (the loop's own subclass included), told without
+    importing `langchain_ollama`."""
+    return any(cls.__name__ == "ChatOllama" for cls in type(model).__mro__)
+
+
 def with_json_schema(model: BaseChatModel, schema: dict[str, Any]) -> Runnable[Any, Any] | None:
     """`model` held to answer in `schema`'s shape, where the model supports it, else None.
 
     Ollama takes the schema as its `format` and enforces it while the model writes.
     """
-    if type(model).__name__ == "ChatOllama":
+    if is_ollama(model):
         return model.bind(format=schema)
     return None
 
@@ -267,7 +275,7 @@ def is_transient(exc: BaseException) -> bool:
 def describe_error(model: object, exc: BaseException) -> str:
     """One line saying what went wrong in a model call, and where it was aimed."""
     text = str(exc) or type(exc).__name__
-    ollama = type(model).__name__ == "ChatOllama"
+    ollama = is_ollama(model)
     if ollama and _status_code(exc) == 404:
         name = getattr(model, "model", "")
         return (
@@ -290,7 +298,7 @@ def describe_error(model: object, exc: BaseException) -> str:
             )
         if base_url:
             return f"cannot reach the model server at {base_url} ({text})"
-    if isinstance(exc, ModelCallTimeout | TimeoutError):
+    if isinstance(exc, ModelCallTimeout | TimeoutError | RepeatingAnswer):
         return text
     if isinstance(exc, httpx.TimeoutException):
         return f"the model server did not answer in time ({type(exc).__name__}: {text})"
@@ -305,16 +313,25 @@ sets `num_predict`: Ollama lets a model write until its context is full, and a s
 that repeats itself would hold a step for minutes."""
 
 
+GUARDED_PHASES = ("executor", "summariser")
+"""Phases whose long answers are cut off once they repeat themselves; a plan that loops
+still yields its first steps, and the adapter's answers are short."""
+
+
 def for_phase(model: BaseChatModel, phase: str) -> BaseChatModel:
     """The copy of a model the loop built from a string that `phase` uses.
 
     The planner's has temperature 0 where it is unset (a plan should not change between
-    two runs of the same task); an Ollama model's answers are capped at `ANSWER_TOKENS`.
+    two runs of the same task); an Ollama model's answers are capped at `ANSWER_TOKENS`,
+    and the executor's and summariser's stop as soon as they repeat themselves.
     """
     update: dict[str, Any] = {}
     unset_temperature = getattr(model, "temperature", 0) is None
     if phase == "planner" and "temperature" in type(model).model_fields and unset_temperature:
         update["temperature"] = 0
-    if type(model).__name__ == "ChatOllama" and getattr(model, "num_predict", 0) is None:
-        update["num_predict"] = ANSWER_TOKENS[phase]
+    if is_ollama(model):
+        if getattr(model, "num_predict", 0) is None:
+            update["num_predict"] = ANSWER_TOKENS[phase]
+        if phase in GUARDED_PHASES and "stop_repeating" in type(model).model_fields:
+            update["stop_repeating"] = True
     return model.model_copy(update=update) if update else model

@@ -65,6 +65,49 @@ def repeats_itself(text: str) -> bool:
     return len(data) >= REPEATS_MIN_CHARS and len(zlib.compress(data)) * 10 < len(data)
 
 
+class RepeatingAnswer(Exception):
+    """An answer cut off as it streamed, because it had become one passage repeated.
+
+    `reply` holds what had streamed, its pieces counted as its output tokens, so a
+    budget counts what the model spent.
+    """
+
+    def __init__(self, reply: AIMessage) -> None:
+        super().__init__("the model repeated itself")
+        self.reply = reply
+
+
+REPEAT_WINDOW = 500
+"""Characters at the end of a streaming answer judged for repetition (prose of this length
+compresses to about half, a looping answer to a few percent)."""
+REPEAT_CHECK_EVERY = 100
+"""Characters streamed between two judgements (each compresses the window once)."""
+
+
+class RepetitionWatch:
+    """Watches an answer as it streams, to stop it as soon as its end repeats itself."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.pieces = 0
+        self._judged = 0
+
+    def add(self, piece: str) -> None:
+        """Take the next streamed piece.
+
+        Raises:
+            RepeatingAnswer: The last `REPEAT_WINDOW` characters are one passage repeated.
+        """
+        self.text += piece
+        self.pieces += 1
+        if len(self.text) - self._judged < REPEAT_CHECK_EVERY or len(self.text) < REPEAT_WINDOW:
+            return
+        self._judged = len(self.text)
+        if repeats_itself(self.text[-REPEAT_WINDOW:]):
+            usage = {"input_tokens": 0, "output_tokens": self.pieces, "total_tokens": self.pieces}
+            raise RepeatingAnswer(AIMessage(self.text, usage_metadata=usage))
+
+
 def clean_answer(text: str) -> str:
     """Drop `<think>` blocks (closed or cut off) and surrounding white space."""
     return _THINK.sub("", text).strip()

@@ -28,7 +28,7 @@ def main() -> int:
     def slow_demo(spec: str, **options: Any) -> Any:
         from agentloop_graph.demo import DemoChatModel
 
-        return DemoChatModel(latency=latency)
+        return DemoChatModel(latency=latency), {}
 
     cli.connect = slow_demo  # type: ignore[assignment]
     sys.argv = ["agentloop", *sys.argv[2:]]

@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 
 def _use_model(monkeypatch: pytest.MonkeyPatch, model: BaseChatModel) -> None:
-    monkeypatch.setattr(cli, "connect", lambda spec, **options: model)
+    monkeypatch.setattr(cli, "connect", lambda spec, **options: (model, {}))
 
 
 def _answers(monkeypatch: pytest.MonkeyPatch, text: str) -> None:

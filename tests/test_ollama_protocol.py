@@ -708,3 +708,48 @@ def test_requests_are_recorded_as_sent(ollama_server: FakeOllama) -> None:
     assert request.options == {"temperature": 0} and request.format == {"type": "object"}
     assert request.think is True and request.stream is False
     assert json.loads(json.dumps(request.body)) == request.body
+
+
+LOOPING = "1.1.1: " * 2000
+"""A small model's loop: 14,000 characters streamed a piece at a time, for minutes on a
+real server with no answer cap."""
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+def test_an_answer_that_starts_repeating_itself_is_cut_off_as_it_streams(
+    ollama_server: FakeOllama, mode: str
+) -> None:
+    ollama_server.play(
+        fixture("plan"),
+        Trickle(reply("Here is the list. " + LOOPING), interval=0.001),  # 2 s in full
+        reply("Write the checklist once."),
+        *map(fixture, STEPS),
+        fixture("final_answer"),
+    )
+    started = time.monotonic()
+    out = execute(loop(), mode)
+    assert time.monotonic() - started < 2
+    first = out["steps"][0]
+    assert first["status"] == "adapted" and first["error"] == "the model repeated itself"
+    # The looping answer was never sent in full: the client left, and the server stopped.
+    assert all("1.1.1: 1.1.1:" not in served.content for served in ollama_server.served)
+    assert out["status"] == "completed"
+    # The tokens the cut-off answer streamed count in the step's usage, as spent.
+    assert first["usage"]["output_tokens"] >= 100
+
+
+def test_only_the_loops_own_ollama_models_are_cut_off(ollama_server: FakeOllama) -> None:
+    from langchain_ollama import ChatOllama
+
+    ollama_server.play(
+        fixture("plan"),
+        reply(LOOPING),
+        reply("Write the checklist once."),
+        *map(fixture, STEPS),
+        fixture("final_answer"),
+    )
+    model = ChatOllama(model="llama3.2", base_url=ollama_server.url)
+    out = create_agent_loop(model).invoke({"task": TASK})
+    # A model object is the caller's: its answer is judged whole, once it has ended.
+    assert any(served.content == LOOPING for served in ollama_server.served)
+    assert out["steps"][0]["error"] == "the model repeated itself"

