@@ -112,14 +112,45 @@ _URL = _checked(
 )
 
 
+_HELP = {
+    "--model": '"demo" (offline, deterministic), "ollama:<model>" (the Ollama server at '
+    'OLLAMA_HOST) or a "provider:model" string for LangChain '
+    f"(default: {DEFAULT_MODEL}; with --url, the server's)",
+    "--max-steps": "longest plan to run; a longer plan is cut and the run is partial "
+    f"(default: {DEFAULT_MAX_STEPS})",
+    "--max-adaptations": "revisions allowed per failed step; 0 lets a failed step stay failed "
+    f"(default: {DEFAULT_MAX_ADAPTATIONS})",
+    "--step-timeout": "time allowed per attempt at a step; a slower attempt fails "
+    "(default: no limit)",
+    "--ollama-host": "the Ollama server for ollama: models, instead of OLLAMA_HOST "
+    "(host, host:port or a URL; default port 11434)",
+    "--approve": "show the plan and ask before running it: y runs it, e edits it "
+    "(type new steps, one per line, then an empty line), n cancels (exit status 1)",
+    "budget": "Hard limits for the run, checked before every model call: once one is reached "
+    "no call is made, the open step fails, no later step starts, and the summary says which "
+    "budget was spent.",
+    "--max-model-calls": "model calls the run may make, planning and the final answer included",
+    "--max-tokens": "tokens (input + output) the run may spend",
+    "--max-seconds": "seconds the run may take from the start of planning",
+    "--url": "run on the Agent Server at URL (langgraph dev, Aegra, LangSmith Deployments) "
+    "through langgraph-sdk; --model and the limits go as the run's context",
+    "--assistant": f"the assistant or graph id to run with --url (default: {DEFAULT_ASSISTANT})",
+    "--stream": "print each step's answer and the final answer as the model writes them",
+    "--json": "print each progress event as one JSON line, and nothing else, on stdout",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `agentloop` argument parser; its usage errors exit 1 after one error line."""
+    texts: dict[str, Any] = {
+        "epilog": _EPILOG,
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
     parser = _Parser(
         prog="agentloop",
         description="Plan a task into steps, run them one by one with a chat model,\n"
         "adapt steps that fail, and summarise.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **texts,
     )
     parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -128,98 +159,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the loop on one task and show its progress",
         description="Run the plan -> execute -> adapt -> summarise loop on TASK,\n"
         "printing the plan and each step as it runs.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **texts,
     )
+
+    def option(group: Any, flag: str, **how: Any) -> None:
+        group.add_argument(flag, help=_HELP[flag], **how)
+
     run.add_argument("task", metavar="TASK", type=_TASK, help="what the loop should do")
-    run.add_argument(
-        "--model",
-        help='"demo" (offline, deterministic), "ollama:<model>" (the Ollama server at '
-        'OLLAMA_HOST) or a "provider:model" string for LangChain '
-        f"(default: {DEFAULT_MODEL}; with --url, the server's)",
-    )
-    run.add_argument(
-        "--max-steps",
-        type=_POSITIVE,
-        metavar="N",
-        help="longest plan to run; a longer plan is cut and the run is partial "
-        f"(default: {DEFAULT_MAX_STEPS})",
-    )
-    run.add_argument(
-        "--max-adaptations",
-        type=_WHOLE,
-        metavar="N",
-        help="revisions allowed per failed step; 0 lets a failed step stay failed "
-        f"(default: {DEFAULT_MAX_ADAPTATIONS})",
-    )
-    run.add_argument(
-        "--step-timeout",
-        type=_SECONDS,
-        metavar="SECONDS",
-        help="time allowed per attempt at a step; a slower attempt fails (default: no limit)",
-    )
-    run.add_argument(
-        "--ollama-host",
-        metavar="URL",
-        help="the Ollama server for ollama: models, instead of OLLAMA_HOST "
-        "(host, host:port or a URL; default port 11434)",
-    )
-    run.add_argument(
-        "--approve",
-        action="store_true",
-        dest="approve_plan",
-        default=None,
-        help="show the plan and ask before running it: y runs it, e edits it "
-        "(type new steps, one per line, then an empty line), n cancels (exit status 1)",
-    )
-    budget = run.add_argument_group(
-        "budget",
-        "Hard limits for the run, checked before every model call: once one is reached no "
-        "call is made, the open step fails, no later step starts, and the summary says "
-        "which budget was spent.",
-    )
-    budget.add_argument(
-        "--max-model-calls",
-        type=_POSITIVE,
-        metavar="N",
-        help="model calls the run may make, planning and the final answer included",
-    )
-    budget.add_argument(
-        "--max-tokens",
-        type=_POSITIVE,
-        metavar="N",
-        help="tokens (input + output) the run may spend",
-    )
-    budget.add_argument(
-        "--max-seconds",
-        type=_SECONDS,
-        metavar="S",
-        help="seconds the run may take from the start of planning",
-    )
+    option(run, "--model")
+    option(run, "--max-steps", type=_POSITIVE, metavar="N")
+    option(run, "--max-adaptations", type=_WHOLE, metavar="N")
+    option(run, "--step-timeout", type=_SECONDS, metavar="SECONDS")
+    option(run, "--ollama-host", metavar="URL")
+    option(run, "--approve", action="store_true", dest="approve_plan", default=None)
+    budget = run.add_argument_group("budget", _HELP["budget"])
+    option(budget, "--max-model-calls", type=_POSITIVE, metavar="N")
+    option(budget, "--max-tokens", type=_POSITIVE, metavar="N")
+    option(budget, "--max-seconds", type=_SECONDS, metavar="S")
     server = run.add_argument_group("server")
-    server.add_argument(
-        "--url",
-        type=_URL,
-        metavar="URL",
-        help="run on the Agent Server at URL (langgraph dev, Aegra, LangSmith Deployments) "
-        "through langgraph-sdk; --model and the limits go as the run's context",
-    )
-    server.add_argument(
-        "--assistant",
-        metavar="ID",
-        help=f"the assistant or graph id to run with --url (default: {DEFAULT_ASSISTANT})",
-    )
+    option(server, "--url", type=_URL, metavar="URL")
+    option(server, "--assistant", metavar="ID")
     output = run.add_mutually_exclusive_group()
-    output.add_argument(
-        "--stream",
-        action="store_true",
-        help="print each step's answer and the final answer as the model writes them",
-    )
-    output.add_argument(
-        "--json",
-        action="store_true",
-        help="print each progress event as one JSON line, and nothing else, on stdout",
-    )
+    option(output, "--stream", action="store_true")
+    option(output, "--json", action="store_true")
     return parser
 
 
@@ -373,15 +335,12 @@ class Spending:
 
 class Console(logging.Handler):
     """The human output: lines, streamed tokens, and a live line saying what is running
-    and what the run has spent.
-
-    On a terminal the live line is a spinner with the elapsed time, redrawn in place;
-    elsewhere (a pipe, a log file) a plain still-working line follows each `HEARTBEAT`
-    seconds of silence, so a log never shows a carriage-return animation.
+    and what the run has spent: on a terminal a spinner with the elapsed time, redrawn in
+    place; elsewhere (a pipe, a log) a still-working line after each `HEARTBEAT` seconds
+    of silence, so a log never shows a carriage-return animation.
 
     Only the main thread writes. Library warnings, logged on any thread, come to this
-    handler and wait for `tick` to print them, one `agentloop: warning:` line each.
-    """
+    handler and wait for `tick` to print them, one `agentloop: warning:` line each."""
 
     def __init__(self, spending: Spending, *, quiet: bool) -> None:
         super().__init__(logging.WARNING)
@@ -451,12 +410,9 @@ class Console(logging.Handler):
 
 
 def in_background(produce: Callable[[], Any], console: Console) -> Iterator[Any]:
-    """Yield what `produce()` yields, worked out on a daemon thread.
-
-    The main thread meanwhile waits on a queue, ticking the console; Ctrl-C interrupts
-    that wait. The worker is a daemon, so an interrupted run does not hold up the exit.
-    An exception `produce` raises is raised here.
-    """
+    """Yield what `produce()` yields (or raises), worked out on a daemon thread while this
+    one waits on a queue, ticking the console: Ctrl-C interrupts that wait, and the daemon
+    does not hold up the exit."""
     box: queue.SimpleQueue[Any] = queue.SimpleQueue()
     done = object()
 
@@ -491,16 +447,13 @@ def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
     node = metadata.get("langgraph_node", "")
     if node not in STREAMED_NODES or "ls_model_type" not in metadata:
         return node, ""
-    if not isinstance(message, Mapping):
-        return node, message.text
-    content = message.get("content")  # from a server: the message as JSON
-    if isinstance(content, list):
-        content = "".join(
-            part if isinstance(part, str) else str(part.get("text", ""))
-            for part in content
-            if isinstance(part, str) or (isinstance(part, Mapping) and part.get("type") == "text")
-        )
-    return node, content if isinstance(content, str) else ""
+    # From a server the message comes as JSON; its content is a string or a list of parts.
+    content = message.get("content") if isinstance(message, Mapping) else message.content
+    return node, "".join(
+        part if isinstance(part, str) else str(part.get("text", ""))
+        for part in (content if isinstance(content, list) else [content])
+        if isinstance(part, str) or (isinstance(part, Mapping) and part.get("type") == "text")
+    )
 
 
 def ask_about_plan(shown_on: TextIO) -> bool | list[str]:
@@ -724,12 +677,8 @@ def exit_status(status: str | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `agentloop` console script; the exit status.
-
-    `argv` None (as the console script calls it) reads `sys.argv[1:]` and makes this the
-    process's own entry point: Ctrl-C then ends the process at once, without the
-    interpreter's slow teardown.
-    """
+    """The `agentloop` console script; the exit status. `argv` None (as the script calls
+    it) reads `sys.argv[1:]` and makes this the process's own entry point."""
     try:
         try:
             parser = build_parser()
