@@ -24,13 +24,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.runnables import RunnableConfig
-
-T = TypeVar("T")
 
 DEFAULT_MODEL = "ollama:llama3.2"
 """`agentloop_graph.models.DEFAULT_MODEL` (a test keeps them equal): importing it from there
@@ -70,6 +68,12 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """The command's parsers (its subcommand's too): the epilog, and usage errors as one line."""
+
+    def __init__(self, **options: Any) -> None:
+        formatter = argparse.RawDescriptionHelpFormatter
+        super().__init__(epilog=_EPILOG, formatter_class=formatter, **options)
+
     def error(self, message: str) -> NoReturn:
         # Exit status 2 means a partial run here, so usage errors exit 1 like other errors.
         self.exit(1, f"agentloop: error: {message} (see `{self.prog} --help`)\n")
@@ -88,11 +92,11 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
-def _checked(convert: Callable[[str], T], ok: Callable[[T], object], problem: str) -> Any:
+def _checked(convert: Callable[[str], Any], ok: Callable[[Any], object], problem: str) -> Any:
     """An argparse `type`: `convert(text)` if that works and is `ok`, else the usage
     error `problem` (formatted with the text)."""
 
-    def parse(text: str) -> T:
+    def parse(text: str) -> Any:
         with contextlib.suppress(ValueError):
             if ok(value := convert(text)):
                 return value
@@ -142,15 +146,10 @@ _HELP = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The `agentloop` argument parser; its usage errors exit 1 after one error line."""
-    texts: dict[str, Any] = {
-        "epilog": _EPILOG,
-        "formatter_class": argparse.RawDescriptionHelpFormatter,
-    }
     parser = _Parser(
         prog="agentloop",
         description="Plan a task into steps, run them one by one with a chat model,\n"
         "adapt steps that fail, and summarise.",
-        **texts,
     )
     parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -159,7 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the loop on one task and show its progress",
         description="Run the plan -> execute -> adapt -> summarise loop on TASK,\n"
         "printing the plan and each step as it runs.",
-        **texts,
     )
 
     def option(group: Any, flag: str, **how: Any) -> None:
@@ -279,14 +277,10 @@ def _count(number: float, unit: str) -> str:
 
 
 class Spending:
-    """What a run has spent so far, as its progress events tell it.
-
-    Each `agentic.step_started` is an executor call, each `agentic.step_adapted` an
-    adapter call, and planning, a revised plan and the final answer one call each; a
-    call the budget refused (`budget exhausted: ...`) was never made. Tokens add up the
-    `usage` of each finished step. `agentic.task_complete` then brings the run's own
-    count (`budget`), which replaces the estimate.
-    """
+    """What a run has spent so far, as its progress events tell it: each `step_started` is
+    an executor call, each `step_adapted` an adapter call, and planning, a revised plan and
+    the final answer one call each; a call the budget refused was never made. Tokens add up
+    each finished step's `usage`. `task_complete` then brings the run's own count."""
 
     def __init__(self) -> None:
         self.model_calls = self.tokens = 0
@@ -303,7 +297,8 @@ class Spending:
                 self.model_calls -= 1
             case "agentic.step_complete":
                 self.tokens += (event.get("usage") or {}).get("total_tokens", 0)
-                self.model_calls += event["step"] == event["total"]  # the final answer
+                if event["step"] == event["total"]:
+                    self.model_calls += 1  # the final answer
             case "agentic.task_complete" if isinstance(event.get("budget"), Mapping):
                 self.report = event["budget"]
                 self.model_calls = int(self.report["spent"]["model_calls"])
@@ -439,10 +434,9 @@ def in_background(produce: Callable[[], Any], console: Console) -> Iterator[Any]
 
 
 def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
-    """The node and text of one `stream_mode="messages"` item, the text empty for what
-    `--stream` skips: the planner's and adapter's answers (the plan and the revision
-    lines show them) and messages a node wrote to the state (the final answer again),
-    which carry no model-run metadata."""
+    """The node and text of one `stream_mode="messages"` item; no text for the planner's and
+    adapter's answers (the plan and revision lines show them) nor for messages a node wrote
+    to the state (the final answer again), which carry no model-run metadata."""
     message, metadata = chunk
     node = metadata.get("langgraph_node", "")
     if node not in STREAMED_NODES or "ls_model_type" not in metadata:
@@ -492,10 +486,19 @@ def ask_about_plan(shown_on: TextIO) -> bool | list[str]:
 Leg = Callable[[Any], Iterator[tuple[str, Any]]]
 """Streams one leg of a run to its end or a pause: from the task when given None, else
 resumed with that answer to the plan approval; `(mode, chunk)` pairs, mode `custom`,
-`values` (a pause as `{"__interrupt__": [{"value": ...}]}`) or `messages`."""
+`values` (a pause under `__interrupt__`) or `messages`."""
 
 
-def _in_process(args: argparse.Namespace, options: Mapping[str, Any], modes: list[str]) -> Leg:
+def _context(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's `Context` fields the command line gives, only those: a server keeps its own
+    settings for the rest (its model, say)."""
+    context = {name: value for name in CONTEXT if (value := getattr(args, name)) is not None}
+    if budget := {name: value for name in BUDGET if (value := getattr(args, name)) is not None}:
+        context["budget"] = budget
+    return context
+
+
+def _in_process(args: argparse.Namespace) -> Leg:
     """Builds the loop (imports, model) and returns legs of a run of it in this process."""
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
@@ -504,7 +507,7 @@ def _in_process(args: argparse.Namespace, options: Mapping[str, Any], modes: lis
     from agentloop_graph.graph import create_agent_loop
 
     defaults = {"max_steps": DEFAULT_MAX_STEPS, "max_adaptations": DEFAULT_MAX_ADAPTATIONS}
-    settings: dict[str, Any] = {**defaults, **options}
+    settings: dict[str, Any] = {**defaults, **_context(args)}
     model = connect(settings.pop("model", DEFAULT_MODEL), ollama_host=args.ollama_host)
     if "budget" in settings:
         settings["budget"] = Budget(**settings["budget"])
@@ -515,25 +518,17 @@ def _in_process(args: argparse.Namespace, options: Mapping[str, Any], modes: lis
         graph = create_agent_loop(model, **settings)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
-    thread = uuid.uuid4().hex
+    config: RunnableConfig = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    modes = ["custom", "values", *(["messages"] if args.stream else [])]
 
     def leg(answer: Any) -> Iterator[tuple[str, Any]]:
         start: Any = {"task": args.task} if answer is None else Command(resume=answer)
-        config: RunnableConfig = {"configurable": {"thread_id": thread}}
-        for mode, chunk in graph.stream(start, config, stream_mode=modes):
-            if mode == "values" and (pending := chunk.get("__interrupt__")):
-                chunk = {**chunk, "__interrupt__": [{"value": p.value} for p in pending]}
-            yield mode, chunk
+        return graph.stream(start, config, stream_mode=modes)
 
     return leg
 
 
-def _on_server(
-    args: argparse.Namespace,
-    context: Mapping[str, Any],
-    modes: list[str],
-    stack: contextlib.ExitStack,
-) -> Leg:
+def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Leg:
     """A client of the Agent Server at `args.url`, once it answers (closed with `stack`),
     and legs of a run on one thread it creates there."""
     try:
@@ -544,8 +539,9 @@ def _on_server(
 
     check_server(args.url)
     client: Any = stack.enter_context(get_sync_client(url=args.url))
+    context = _context(args)
     # A server sends message chunks with their metadata as "messages-tuple".
-    wanted = ["messages-tuple" if mode == "messages" else mode for mode in modes]
+    modes = ["custom", "values", *(["messages-tuple"] if args.stream else [])]
     thread: list[str] = []
 
     def leg(answer: Any) -> Iterator[tuple[str, Any]]:
@@ -558,7 +554,7 @@ def _on_server(
                 input={"task": args.task} if answer is None else None,
                 command=None if answer is None else {"resume": answer},
                 context=context,
-                stream_mode=wanted,
+                stream_mode=modes,
                 on_disconnect="cancel",
             ):
                 if part.event == "error":
@@ -617,8 +613,9 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
                 return output
             console.finish()
             shown_on = sys.stderr if as_json else sys.stdout
-            if as_json:
-                print("\n".join(_plan_lines(pending[0]["value"]["plan"])), file=shown_on)
+            if as_json:  # an `Interrupt` here, its JSON from a server
+                asked = pending[0]["value"] if isinstance(pending[0], Mapping) else pending[0].value
+                print("\n".join(_plan_lines(asked["plan"])), file=shown_on)
             answer = ask_about_plan(shown_on)
             if isinstance(answer, list) and not as_json:
                 for line in ["", *_plan_lines(answer, ", edited")]:
@@ -633,12 +630,6 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
 def run(args: argparse.Namespace) -> int:
     """Run the loop as the parsed `args` say, printing its progress live; the exit status.
     On Ctrl-C (`KeyboardInterrupt`) the terminal is left at the start of a clean line."""
-    # Only what was asked for, as `Context` fields: a server keeps its own settings for
-    # the rest (its model, say).
-    options = {name: value for name in CONTEXT if (value := getattr(args, name)) is not None}
-    if budget := {name: value for name in BUDGET if (value := getattr(args, name)) is not None}:
-        options["budget"] = budget
-    modes = ["custom", "values", *(["messages"] if args.stream else [])]
     spending = Spending()
     console = Console(spending, quiet=args.json)
     if (args.model or (None if args.url else DEFAULT_MODEL)) == "demo":
@@ -651,11 +642,9 @@ def run(args: argparse.Namespace) -> int:
     library.addHandler(console)
     try:
         with contextlib.ExitStack() as stack:
-            if args.url:
-                start = functools.partial(_on_server, args, options, modes, stack)
-            else:
-                start = functools.partial(_in_process, args, options, modes)
-            (leg,) = in_background(lambda: [start()], console)
+            (leg,) = in_background(
+                lambda: [_on_server(args, stack) if args.url else _in_process(args)], console
+            )
             output = _drive(leg, spending, console, as_json=args.json)
     finally:
         library.removeHandler(console)
