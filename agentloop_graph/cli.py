@@ -7,16 +7,12 @@ always lands in this module's own waiting, never inside a library's locks.
 
 With `--url` the run goes to an Agent Server (`langgraph dev`, Aegra, LangSmith
 Deployments) through `langgraph-sdk`, and its progress is shown the same way.
-
-Example:
-    $ agentloop run "Plan a picnic, fail step 2" --model demo
-    $ agentloop run "Compare three note-taking apps" --model ollama:llama3.2 --json
-    $ agentloop run "Plan a picnic" --url http://127.0.0.1:2024 --model demo --max-model-calls 4
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
@@ -28,28 +24,24 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 if TYPE_CHECKING:
-    from langgraph.graph.state import CompiledStateGraph
-
-T = TypeVar("T")
+    from langchain_core.runnables import RunnableConfig
 
 DEFAULT_MODEL = "ollama:llama3.2"
 """`agentloop_graph.models.DEFAULT_MODEL` (a test keeps them equal): importing it from there
 would load LangChain just to print `--help`."""
 DEFAULT_MAX_STEPS = 10
 DEFAULT_MAX_ADAPTATIONS = 1
-DEFAULT_ASSISTANT = "agent_loop"
-"""The graph id `langgraph.json` gives the loop."""
+DEFAULT_ASSISTANT = "agent_loop"  # the graph id `langgraph.json` gives the loop
 DEMO_NOTE = "Using the offline demo model (deterministic, for trying the loop)."
+CONTEXT = ("model", "max_steps", "max_adaptations", "step_timeout", "approve_plan")
+BUDGET = ("max_model_calls", "max_tokens", "max_seconds")
 PROBE_TIMEOUT = 2.0
 PREVIEW = 80
 INDENT = "    "
-TICK = 0.1
-"""Seconds between redraws of the activity line."""
+TICK = 0.1  # seconds between redraws of the activity line
 HEARTBEAT = 10.0
 """Seconds of silence after which output that is not a terminal gets a still-working line."""
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -75,6 +67,12 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """The command's parsers (its subcommand's too): the epilog, and usage errors as one line."""
+
+    def __init__(self, **options: Any) -> None:
+        formatter = argparse.RawDescriptionHelpFormatter
+        super().__init__(epilog=_EPILOG, formatter_class=formatter, **options)
+
     def error(self, message: str) -> NoReturn:
         # Exit status 2 means a partial run here, so usage errors exit 1 like other errors.
         self.exit(1, f"agentloop: error: {message} (see `{self.prog} --help`)\n")
@@ -83,212 +81,130 @@ class _Parser(argparse.ArgumentParser):
 class _Version(argparse.Action):
     """`--version`, looked up only when asked for (importlib.metadata is not free)."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
     def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
-        print(f"agentloop {package_version()}")
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"agentloop {version('agentloop-graph')}")
+        except PackageNotFoundError:
+            print("agentloop unknown")
         parser.exit(0)
 
 
-def package_version() -> str:
-    """The installed version of agentloop-graph, or `unknown` when it is not installed."""
-    from importlib.metadata import PackageNotFoundError, version
+def _checked(convert: Callable[[str], Any], ok: Callable[[Any], object], problem: str) -> Any:
+    """An argparse `type`: `convert(text)` if that works and is `ok`, else the usage
+    error `problem` (formatted with the text)."""
 
-    try:
-        return version("agentloop-graph")
-    except PackageNotFoundError:
-        return "unknown"
+    def parse(text: str) -> Any:
+        with contextlib.suppress(ValueError):
+            if ok(value := convert(text)):
+                return value
+        raise argparse.ArgumentTypeError(problem.format(text))
 
-
-def _task(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("the task is empty: describe what the loop should do")
-    return text
+    return parse
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def whole_number(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
-        return value
-
-    return whole_number
+_TASK = _checked(str, str.strip, "the task is empty: describe what the loop should do")
+_POSITIVE = _checked(int, lambda n: n >= 1, "must be a whole number >= 1, got {!r}")
+_WHOLE = _checked(int, lambda n: n >= 0, "must be a whole number >= 0, got {!r}")
+_SECONDS = _checked(float, lambda s: 0 < s < math.inf, "must be a number of seconds > 0, got {!r}")
+_URL = _checked(
+    str,
+    lambda url: url.startswith(("http://", "https://")) and bool(url.split("//", 1)[1]),
+    "must be an http:// or https:// URL, got {!r}",
+)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
-    return value
-
-
-def _server_url(text: str) -> str:
-    if not text.startswith(("http://", "https://")) or len(text.split("//", 1)[1]) == 0:
-        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
-    return text.rstrip("/")
+_HELP = {
+    "--model": '"demo" (offline, deterministic), "ollama:<model>" (the Ollama server at '
+    'OLLAMA_HOST) or a "provider:model" string for LangChain '
+    f"(default: {DEFAULT_MODEL}; with --url, the server's)",
+    "--max-steps": "longest plan to run; a longer plan is cut and the run is partial "
+    f"(default: {DEFAULT_MAX_STEPS})",
+    "--max-adaptations": "revisions allowed per failed step; 0 lets a failed step stay failed "
+    f"(default: {DEFAULT_MAX_ADAPTATIONS})",
+    "--step-timeout": "time allowed per attempt at a step; a slower attempt fails "
+    "(default: no limit)",
+    "--ollama-host": "the Ollama server for ollama: models, instead of OLLAMA_HOST "
+    "(host, host:port or a URL; default port 11434)",
+    "--approve": "show the plan and ask before running it: y runs it, e edits it "
+    "(type new steps, one per line, then an empty line), n cancels (exit status 1)",
+    "budget": "Hard limits for the run, checked before every model call: once one is reached "
+    "no call is made, the open step fails, no later step starts, and the summary says which "
+    "budget was spent.",
+    "--max-model-calls": "model calls the run may make, planning and the final answer included",
+    "--max-tokens": "tokens (input + output) the run may spend",
+    "--max-seconds": "seconds the run may take from the start of planning",
+    "--url": "run on the Agent Server at URL (langgraph dev, Aegra, LangSmith Deployments) "
+    "through langgraph-sdk; --model and the limits go as the run's context",
+    "--assistant": f"the assistant or graph id to run with --url (default: {DEFAULT_ASSISTANT})",
+    "--stream": "print each step's answer and the final answer as the model writes them",
+    "--json": "print each progress event as one JSON line, and nothing else, on stdout",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `agentloop` argument parser, with its `run` subcommand.
-
-    Returns:
-        A parser whose usage errors exit with status 1 after one `agentloop: error:` line.
-    """
+    """The `agentloop` argument parser; its usage errors exit 1 after one error line."""
     parser = _Parser(
         prog="agentloop",
         description="Plan a task into steps, run them one by one with a chat model,\n"
         "adapt steps that fail, and summarise.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    run_parser = commands.add_parser(
+    run = commands.add_parser(
         "run",
         help="run the loop on one task and show its progress",
         description="Run the plan -> execute -> adapt -> summarise loop on TASK,\n"
         "printing the plan and each step as it runs.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run_parser.add_argument("task", metavar="TASK", type=_task, help="what the loop should do")
-    run_parser.add_argument(
-        "--model",
-        help='"demo" (offline, deterministic), "ollama:<model>" (the Ollama server at '
-        'OLLAMA_HOST) or a "provider:model" string for LangChain '
-        f"(default: {DEFAULT_MODEL}; with --url, the server's)",
-    )
-    run_parser.add_argument(
-        "--max-steps",
-        type=_at_least(1),
-        metavar="N",
-        help="longest plan to run; a longer plan is cut and the run is partial "
-        f"(default: {DEFAULT_MAX_STEPS})",
-    )
-    run_parser.add_argument(
-        "--max-adaptations",
-        type=_at_least(0),
-        metavar="N",
-        help="revisions allowed per failed step; 0 lets a failed step stay failed "
-        f"(default: {DEFAULT_MAX_ADAPTATIONS})",
-    )
-    run_parser.add_argument(
-        "--step-timeout",
-        type=_seconds,
-        metavar="SECONDS",
-        help="time allowed per attempt at a step; a slower attempt fails (default: no limit)",
-    )
-    run_parser.add_argument(
-        "--ollama-host",
-        metavar="URL",
-        help="the Ollama server for ollama: models, instead of OLLAMA_HOST "
-        "(host, host:port or a URL; default port 11434)",
-    )
-    run_parser.add_argument(
-        "--approve",
-        action="store_true",
-        help="show the plan and ask before running it: y runs it, e edits it "
-        "(type new steps, one per line, then an empty line), n cancels (exit status 1)",
-    )
-    budget = run_parser.add_argument_group(
-        "budget",
-        "Hard limits for the run, checked before every model call: once one is reached no "
-        "call is made, the open step fails, no later step starts, and the summary says "
-        "which budget was spent.",
-    )
-    budget.add_argument(
-        "--max-model-calls",
-        type=_at_least(1),
-        metavar="N",
-        help="model calls the run may make, planning and the final answer included",
-    )
-    budget.add_argument(
-        "--max-tokens",
-        type=_at_least(1),
-        metavar="N",
-        help="tokens (input + output) the run may spend",
-    )
-    budget.add_argument(
-        "--max-seconds",
-        type=_seconds,
-        metavar="S",
-        help="seconds the run may take from the start of planning",
-    )
-    server = run_parser.add_argument_group("server")
-    server.add_argument(
-        "--url",
-        type=_server_url,
-        metavar="URL",
-        help="run on the Agent Server at URL (langgraph dev, Aegra, LangSmith Deployments) "
-        "through langgraph-sdk; --model and the limits go as the run's context",
-    )
-    server.add_argument(
-        "--assistant",
-        metavar="ID",
-        help=f"the assistant or graph id to run with --url (default: {DEFAULT_ASSISTANT})",
-    )
-    output = run_parser.add_mutually_exclusive_group()
-    output.add_argument(
-        "--stream",
-        action="store_true",
-        help="print each step's answer and the final answer as the model writes them",
-    )
-    output.add_argument(
-        "--json",
-        action="store_true",
-        help="print each progress event as one JSON line, and nothing else, on stdout",
-    )
+
+    def option(group: Any, flag: str, **how: Any) -> None:
+        group.add_argument(flag, help=_HELP[flag], **how)
+
+    run.add_argument("task", metavar="TASK", type=_TASK, help="what the loop should do")
+    option(run, "--model")
+    option(run, "--max-steps", type=_POSITIVE, metavar="N")
+    option(run, "--max-adaptations", type=_WHOLE, metavar="N")
+    option(run, "--step-timeout", type=_SECONDS, metavar="SECONDS")
+    option(run, "--ollama-host", metavar="URL")
+    option(run, "--approve", action="store_true", dest="approve_plan", default=None)
+    budget = run.add_argument_group("budget", _HELP["budget"])
+    option(budget, "--max-model-calls", type=_POSITIVE, metavar="N")
+    option(budget, "--max-tokens", type=_POSITIVE, metavar="N")
+    option(budget, "--max-seconds", type=_SECONDS, metavar="S")
+    server = run.add_argument_group("server")
+    option(server, "--url", type=_URL, metavar="URL")
+    option(server, "--assistant", metavar="ID")
+    output = run.add_mutually_exclusive_group()
+    option(output, "--stream", action="store_true")
+    option(output, "--json", action="store_true")
     return parser
 
 
-def check_ollama(base_url: str) -> None:
-    """Make sure an Ollama server answers at `base_url` before a run relies on it.
-
-    Args:
-        base_url: The server's address, e.g. `http://127.0.0.1:11434`.
-
-    Raises:
-        CliError: Nothing answered; the message names the URL and how to fix it.
-    """
+def _probe(base: str, path: str, server: str, advice: str) -> None:
+    """Make sure the `server` at `base` answers before a run relies on it; any HTTP answer
+    will do (a server that wants a key still answers), only silence fails."""
     import httpx
 
-    url = f"{base_url}/api/tags"
     try:
-        httpx.get(url, timeout=PROBE_TIMEOUT)
+        httpx.get(f"{base}{path}", timeout=PROBE_TIMEOUT)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         reason = str(exc) or type(exc).__name__
         raise CliError(
-            f"cannot reach the Ollama server at {base_url} (GET {url}: {reason}). "
-            "Start it with `ollama serve` (or set OLLAMA_HOST to where it runs), "
-            "or try the loop offline with --model demo"
+            f"cannot reach the {server} at {base} (GET {base}{path}: {reason}){advice}"
         ) from None
 
 
+def check_server(url: str) -> None:
+    _probe(url, "/info", "Agent Server", "; start it (langgraph dev, Aegra) or check --url")
+
+
 def connect(spec: str, *, ollama_host: str | None = None) -> tuple[str, dict[str, Any]]:
-    """The `--model` string checked, with the model options that point it at its server.
-
-    The loop builds each phase's model from the string itself, so each gets the loop's
-    defaults for it (an Ollama model's answer caps and its stop on repetition).
-
-    Args:
-        spec: `"demo"`, `"ollama:<model>"` or another `"provider:model"` string.
-        ollama_host: The Ollama server to use instead of `OLLAMA_HOST`.
-
-    Returns:
-        The string and the `model_options` for `create_agent_loop`.
-
-    Raises:
-        CliError: The string names no model, the model cannot be built (the message says
-            what to set or install), or the Ollama server does not answer.
-    """
+    """The `--model` string, once it names a model and its server answers when it is
+    Ollama, with the `model_options` that point it there; a `CliError` saying what to set
+    or install when there is none. The loop builds each phase's model from the string,
+    with its defaults (an Ollama model's answer caps, its stop on repetition)."""
     from agentloop_graph.models import ollama_base_url, resolve_model
 
     options: dict[str, Any] = {}
@@ -299,7 +215,11 @@ def connect(spec: str, *, ollama_host: str | None = None) -> tuple[str, dict[str
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
     if "base_url" in options:
-        check_ollama(options["base_url"])
+        advice = (
+            ". Start it with `ollama serve` (or set OLLAMA_HOST to where it runs), "
+            "or try the loop offline with --model demo"
+        )
+        _probe(options["base_url"], "/api/tags", "Ollama server", advice)
     return spec, options
 
 
@@ -310,13 +230,16 @@ def _one_line(text: str, limit: int = PREVIEW) -> str:
 
 def _plan_lines(steps: Sequence[str], note: str = "") -> list[str]:
     numbered = [f"{INDENT}{i}. {' '.join(step.split())}" for i, step in enumerate(steps, 1)]
-    count = f"{len(steps)} step{'s' if len(steps) != 1 else ''}"
-    return [f"Plan ({count}{note}):", *numbered, ""]
+    return [f"Plan ({len(steps)} step{'s' if len(steps) != 1 else ''}{note}):", *numbered, ""]
 
 
-def _step_lines(event: Mapping[str, Any], streamed: bool) -> list[str]:
-    position = f"[{event['step']}/{event['total']}]"
+def _event_lines(event: Mapping[str, Any], streamed: bool) -> list[str]:
+    """What the human output prints for one progress event (the final report covers
+    `task_complete`); `streamed`: the step's answer was shown as the model wrote it."""
+    position = f"[{event.get('step')}/{event.get('total')}]"
     match event["event"]:
+        case "agentic.plan_ready":
+            return _plan_lines(event["steps"])
         case "agentic.step_started" if event["attempt"] > 1:
             return [f"{position} attempt {event['attempt']}, with the revised step ..."]
         case "agentic.step_started":
@@ -334,33 +257,9 @@ def _step_lines(event: Mapping[str, Any], streamed: bool) -> list[str]:
     return []
 
 
-def human_lines(event: Mapping[str, Any], *, streamed: bool = False) -> list[str]:
-    """The lines the default (human) output prints for one progress event.
-
-    Args:
-        event: One progress event from the graph's custom stream.
-        streamed: The step's answer was just shown as it streamed, so a finished step
-            is not previewed again.
-
-    Returns:
-        The lines to print; none for events the final report covers.
-    """
-    if event["event"] == "agentic.plan_ready":
-        return _plan_lines(event["steps"])
-    if event["event"] == "agentic.task_complete":
-        return []
-    return _step_lines(event, streamed)
-
-
 def activity(event: Mapping[str, Any]) -> str | None:
-    """What the model is busy with once `event` has happened, or None when it is not.
-
-    Args:
-        event: One progress event from the graph's custom stream.
-
-    Returns:
-        A short label such as `"step 2/4"`, or None until the next event says more.
-    """
+    """What the model is busy with once `event` has happened (`"step 2/4"`), or None
+    until the next event says more."""
     position = f"step {event.get('step')}/{event.get('total')}"
     match event["event"]:
         case "agentic.step_started" if event["attempt"] > 1:
@@ -374,246 +273,28 @@ def activity(event: Mapping[str, Any]) -> str | None:
     return None
 
 
-class Console:
-    """The human output: lines, streamed tokens, and a live line saying what is running.
-
-    On a terminal the live line is a spinner with the elapsed time, redrawn in place;
-    elsewhere (a pipe, a log file) a plain still-working line follows each `HEARTBEAT`
-    seconds of silence, so a log never shows a carriage-return animation.
-
-    Only the main thread uses a console; other threads hand it lines with `note`.
-    """
-
-    def __init__(self, out: TextIO, *, quiet: bool) -> None:
-        self._out = out
-        self._quiet = quiet
-        self._live = not quiet and out.isatty()
-        self._label: str | None = None
-        self._spent = ""
-        self._since = self._last_output = time.monotonic()
-        self._drawn = False
-        self._mid_line = False
-        self._frame = 0
-        self._notes: queue.SimpleQueue[str] = queue.SimpleQueue()
-
-    def say(self, line: str = "") -> None:
-        """Print one line (nothing under `--json`, whose lines go straight to stdout)."""
-        if not self._quiet:
-            self._write(f"{self._break()}{line}\n")
-
-    def token(self, text: str) -> None:
-        """Print streamed text as it comes, indented under the step it belongs to."""
-        if self._quiet or not text:
-            return
-        start = "" if self._mid_line else INDENT
-        self._mid_line = True
-        self._write(self._unspin() + start + text.replace("\n", f"\n{INDENT}"))
-
-    def working(self, label: str | None) -> None:
-        """Say what the model is busy with from now on (None: nothing, hide the line)."""
-        if label != self._label:
-            self._label, self._since = label, time.monotonic()
-        if label is None:
-            self._write(self._unspin())
-
-    def spending(self, text: str) -> None:
-        """Say what the run has spent so far; the live line shows it after the time."""
-        self._spent = f" ({text})" if text else ""
-
-    def note(self, line: str) -> None:
-        """Queue a line for stderr; any thread may call this."""
-        self._notes.put(line)
-
-    def tick(self) -> None:
-        """Print queued notes and bring the live line up to date; call it often."""
-        while not self._notes.empty():
-            self._write(self._break())
-            print(self._notes.get(), file=sys.stderr, flush=True)
-        if self._quiet or self._label is None or self._mid_line:
-            return
-        now = time.monotonic()
-        elapsed = now - self._since
-        if self._live:
-            self._frame = (self._frame + 1) % len(SPINNER)
-            line = f"{SPINNER[self._frame]} {self._label}, {elapsed:.1f} s{self._spent}"
-            self._write(f"\r{line}\x1b[K")
-            self._drawn = True
-        elif now - self._last_output >= HEARTBEAT:
-            self.say(f"{INDENT}… {self._label}, {elapsed:.0f} s so far{self._spent}")
-
-    def close(self) -> None:
-        """Leave the terminal at the start of a clean line."""
-        self.working(None)
-        self._write(self._break())
-        self.tick()
-
-    def _unspin(self) -> str:
-        drawn, self._drawn = self._drawn, False
-        return "\r\x1b[K" if drawn else ""
-
-    def _break(self) -> str:
-        mid_line, self._mid_line = self._mid_line, False
-        return self._unspin() + ("\n" if mid_line else "")
-
-    def _write(self, text: str) -> None:
-        if text:
-            self._out.write(text)
-            self._out.flush()
-            self._last_output = time.monotonic()
-
-
-def in_background(produce: Callable[[], Iterator[T]], console: Console) -> Iterator[T]:
-    """Yield what `produce()` yields, worked out on a daemon thread.
-
-    The main thread meanwhile waits on a queue, ticking the console; Ctrl-C interrupts
-    that wait. The worker is a daemon, so an interrupted run does not hold up the exit.
-
-    Args:
-        produce: Called on the worker thread; its items are handed over one by one.
-        console: Ticked while nothing arrives.
-
-    Yields:
-        The items, in order; an exception `produce` raised is raised here.
-    """
-    box: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-
-    def work() -> None:
-        try:
-            for item in produce():
-                box.put(("item", item))
-        except BaseException as exc:
-            box.put(("error", exc))
-        else:
-            box.put(("done", None))
-
-    threading.Thread(target=work, name="agentloop-run", daemon=True).start()
-    while True:
-        try:
-            kind, value = box.get(timeout=TICK)
-        except queue.Empty:
-            console.tick()
-            continue
-        if kind == "error":
-            raise value
-        if kind == "done":
-            return
-        yield value
-
-
-def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
-    """The phase and text of one `stream_mode="messages"` item that `--stream` shows.
-
-    Args:
-        chunk: A message (chunk) and its run metadata.
-
-    Returns:
-        The node it came from and its text; the text is empty for what `--stream`
-        skips: the planner's and adapter's answers (the plan and the revision lines show
-        them) and messages a node wrote to the state (the final answer again), which
-        carry no model-run metadata.
-    """
-    message, metadata = chunk
-    node = metadata.get("langgraph_node", "")
-    from_a_model = "ls_model_type" in metadata
-    if node not in STREAMED_NODES or not from_a_model:
-        return node, ""
-    if isinstance(message, Mapping):  # from a server: the message as JSON
-        return node, _text_of(message.get("content"))
-    return node, message.text
-
-
-def _text_of(content: Any) -> str:
-    """The text of a message's JSON `content`: a string, or a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part if isinstance(part, str) else str(part.get("text", ""))
-            for part in content
-            if isinstance(part, str) or (isinstance(part, Mapping) and part.get("type") == "text")
-        )
-    return ""
-
-
-def _read_line(prompt: str, shown_on: TextIO) -> str | None:
-    """One line typed in answer to `prompt`, without its newline; None at end of input."""
-    shown_on.write(prompt)
-    shown_on.flush()
-    line = sys.stdin.readline()
-    if not sys.stdin.isatty():
-        # A terminal echoes what is typed; answers piped in would leave the prompt hanging.
-        shown_on.write(line if line.endswith("\n") else f"{line}\n")
-        shown_on.flush()
-    return line.rstrip("\n") if line else None
-
-
-def _new_plan(shown_on: TextIO) -> list[str] | None:
-    print("New plan: one step per line, an empty line to finish.", file=shown_on, flush=True)
-    steps: list[str] = []
-    while (line := _read_line(f"{INDENT}{len(steps) + 1}. ", shown_on)) and line.strip():
-        steps.append(line.strip())
-    return steps or None
-
-
-def ask_about_plan(question: Mapping[str, Any], shown_on: TextIO) -> bool | list[str]:
-    """Ask whether to run the plan a paused run shows: the answer to resume it with.
-
-    Args:
-        question: The plan-approval interrupt's value (`task_id`, `task`, `plan`).
-        shown_on: Where the questions go (stdout, or stderr under `--json`).
-
-    Returns:
-        True to run the plan, False to cancel it (also at end of input), or the new
-        steps typed in.
-    """
-    while True:
-        reply = _read_line("Run this plan? y = run it, e = edit it, n = cancel: ", shown_on)
-        match (reply or "n").strip().lower():
-            case "y" | "yes":
-                return True
-            case "n" | "no":
-                if reply is None:
-                    print("No answer (end of input): the plan is cancelled.", file=shown_on)
-                return False
-            case "e" | "edit":
-                if steps := _new_plan(shown_on):
-                    return steps
-                print("A plan needs at least one step.", file=shown_on, flush=True)
-            case _:
-                print("Please answer y, e or n.", file=shown_on, flush=True)
-
-
 def _count(number: float, unit: str) -> str:
     return f"{number:,} {unit}{'' if number == 1 else 's'}"
 
 
 class Spending:
-    """What a run has spent so far, as its progress events tell it.
-
-    Each `agentic.step_started` is an executor call, each `agentic.step_adapted` an
-    adapter call, and planning, a revised plan and the final answer one call each; a
-    call the budget refused (`budget exhausted: ...`) was never made. Tokens add up the
-    `usage` of each finished step. `agentic.task_complete` then brings the run's own
-    count (`budget`), which replaces the estimate.
-    """
+    """What a run has spent so far, as its progress events tell it: each `step_started` is
+    an executor call, each `step_adapted` an adapter call, and planning, a revised plan and
+    the final answer one call each; a call the budget refused was never made. Tokens add up
+    each finished step's `usage`. `task_complete` then brings the run's own count."""
 
     def __init__(self) -> None:
-        self.model_calls = 0
-        self.tokens = 0
+        self.model_calls = self.tokens = 0
         self.report: Mapping[str, Any] | None = None
 
     def planning(self) -> None:
-        """Planning has begun: its call is under way."""
         self.model_calls = max(self.model_calls, 1)
 
     def update(self, event: Mapping[str, Any]) -> None:
-        """Count what `event` says was spent."""
         match event["event"]:
             case "agentic.step_started" | "agentic.step_adapted" | "agentic.plan_revised":
                 self.model_calls += 1
-            case "agentic.step_failed" if str(event.get("error", "")).startswith(
-                "budget exhausted"
-            ):
+            case "agentic.step_failed" if str(event.get("error")).startswith("budget exhausted"):
                 self.model_calls -= 1
             case "agentic.step_complete":
                 self.tokens += (event.get("usage") or {}).get("total_tokens", 0)
@@ -625,20 +306,19 @@ class Spending:
                 self.tokens = int(self.report["spent"]["tokens"])
 
     def so_far(self) -> str:
-        """`3 model calls, 1,234 tokens` (tokens only once some were counted)."""
-        calls = _count(self.model_calls, "model call")
+        """`3 model calls, 1,234 tokens`: tokens once some are counted, nothing before
+        the first call."""
+        calls = _count(self.model_calls, "model call") if self.model_calls else ""
         return f"{calls}, {_count(self.tokens, 'token')}" if self.tokens else calls
 
     def line(self) -> str | None:
         """The final report's `Spent:` line, from the run's own count; None without one."""
         if self.report is None:
             return None
-        spent, limits = self.report["spent"], self.report.get("limits") or {}
-        seconds = float(spent["seconds"])
-        text = (
-            f"Spent: {_count(int(spent['model_calls']), 'model call')}, "
-            f"{_count(int(spent['tokens']), 'token')}, {seconds:.1f} s"
-        )
+        limits = self.report.get("limits") or {}
+        seconds = float(self.report["spent"]["seconds"])
+        text = f"Spent: {_count(self.model_calls, 'model call')}, {_count(self.tokens, 'token')}"
+        text = f"{text}, {seconds:.1f} s"
         caps = [
             _count(limits[name], unit)
             for name, unit in (("max_model_calls", "model call"), ("max_tokens", "token"))
@@ -649,7 +329,327 @@ class Spending:
         return f"{text} (limits: {', '.join(caps)})" if caps else text
 
 
-def _print_outcome(output: Mapping[str, Any], spending: Spending, console: Console) -> None:
+class Console(logging.Handler):
+    """The human output: lines, streamed tokens, and a live line saying what is running
+    and what the run has spent: on a terminal a spinner with the elapsed time, redrawn in
+    place; elsewhere (a pipe, a log) a still-working line after each `HEARTBEAT` seconds
+    of silence, so a log never shows a carriage-return animation.
+
+    Only the main thread writes. Library warnings, logged on any thread, come to this
+    handler and wait for `tick` to print them, one `agentloop: warning:` line each."""
+
+    def __init__(self, spending: Spending, *, quiet: bool) -> None:
+        super().__init__(logging.WARNING)
+        self._spending = spending
+        self._quiet = quiet  # under --json, whose lines go straight to stdout
+        self._live = not quiet and sys.stdout.isatty()
+        self._label: str | None = None
+        self._since = self._last_output = time.monotonic()
+        self._at = ""  # what ends the output so far: "" a newline, "spinner" or "text"
+        self._warnings: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        reason = f": {record.exc_info[1]!r}" if record.exc_info else ""
+        self._warnings.put(f"agentloop: warning: {record.getMessage()}{reason}")
+
+    def say(self, line: str = "") -> None:
+        if not self._quiet:
+            self._write(f"{self._clear()}{line}\n")
+
+    def token(self, text: str) -> None:
+        """Print streamed text as it comes, indented under the step it belongs to."""
+        if not self._quiet and text:
+            start = "" if self._at == "text" else self._clear() + INDENT
+            self._at = "text"
+            self._write(start + text.replace("\n", f"\n{INDENT}"))
+
+    def working(self, label: str | None) -> None:
+        """Say what the model is busy with from now on (None: nothing, hide the line)."""
+        if label != self._label:
+            self._label, self._since = label, time.monotonic()
+        if label is None and self._at == "spinner":
+            self._write(self._clear())
+
+    def tick(self) -> None:
+        """Print waiting warnings and bring the live line up to date; call it often."""
+        while not self._warnings.empty():
+            self._write(self._clear())
+            print(self._warnings.get(), file=sys.stderr, flush=True)
+        if self._quiet or self._label is None or self._at == "text":
+            return
+        now = time.monotonic()
+        elapsed = now - self._since
+        spent = f" ({text})" if (text := self._spending.so_far()) else ""
+        if self._live:
+            frame = SPINNER[int(elapsed / TICK) % len(SPINNER)]
+            self._write(f"\r{frame} {self._label}, {elapsed:.1f} s{spent}\x1b[K")
+            self._at = "spinner"
+        elif now - self._last_output >= HEARTBEAT:
+            self.say(f"{INDENT}… {self._label}, {elapsed:.0f} s so far{spent}")
+
+    def finish(self) -> None:
+        """Leave the terminal at the start of a clean line."""
+        self._label = None
+        self._write(self._clear())
+        self.tick()
+
+    def _clear(self) -> str:
+        """What takes the output to the start of a clean line."""
+        at, self._at = self._at, ""
+        return {"spinner": "\r\x1b[K", "text": "\n"}.get(at, "")
+
+    def _write(self, text: str) -> None:
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            self._last_output = time.monotonic()
+
+
+def in_background(produce: Callable[[], Any], console: Console) -> Iterator[Any]:
+    """Yield what `produce()` yields (or raises), worked out on a daemon thread while this
+    one waits on a queue, ticking the console: Ctrl-C interrupts that wait, and the daemon
+    does not hold up the exit."""
+    box: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in produce():
+                box.put(item)  # never an exception: a leg, or a (mode, chunk) pair
+            box.put(done)
+        except BaseException as exc:
+            box.put(exc)
+
+    threading.Thread(target=work, name="agentloop-run", daemon=True).start()
+    while True:
+        try:
+            item = box.get(timeout=TICK)
+        except queue.Empty:
+            console.tick()
+            continue
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
+    """The node and text of one `stream_mode="messages"` item; no text for the planner's and
+    adapter's answers (the plan and revision lines show them) nor for messages a node wrote
+    to the state (the final answer again), which carry no model-run metadata."""
+    message, metadata = chunk
+    node = metadata.get("langgraph_node", "")
+    if node not in STREAMED_NODES or "ls_model_type" not in metadata:
+        return node, ""
+    # From a server the message comes as JSON; its content is a string or a list of parts.
+    content = message.get("content") if isinstance(message, Mapping) else message.content
+    return node, "".join(
+        part if isinstance(part, str) else str(part.get("text", ""))
+        for part in (content if isinstance(content, list) else [content])
+        if isinstance(part, str) or (isinstance(part, Mapping) and part.get("type") == "text")
+    )
+
+
+def ask_about_plan(shown_on: TextIO) -> bool | list[str]:
+    """The answer that resumes a run paused for plan approval: True runs the plan, False
+    cancels it (also at end of input), a list of steps runs those instead."""
+
+    def read_line(prompt: str) -> str | None:
+        print(prompt, end="", file=shown_on, flush=True)
+        line = sys.stdin.readline()
+        if not sys.stdin.isatty():
+            # A terminal echoes what is typed; answers piped in would leave the prompt hanging.
+            print(line.rstrip("\n"), file=shown_on, flush=True)
+        return line.rstrip("\n") if line else None
+
+    while True:
+        reply = read_line("Run this plan? y = run it, e = edit it, n = cancel: ")
+        match (reply or "n").strip().lower():
+            case "y" | "yes":
+                return True
+            case "n" | "no":
+                if reply is None:
+                    print("No answer (end of input): the plan is cancelled.", file=shown_on)
+                return False
+            case "e" | "edit":
+                print("New plan: one step per line, an empty line to finish.", file=shown_on)
+                steps: list[str] = []
+                while (line := read_line(f"{INDENT}{len(steps) + 1}. ")) and line.strip():
+                    steps.append(line.strip())
+                if steps:
+                    return steps
+                print("A plan needs at least one step.", file=shown_on, flush=True)
+            case _:
+                print("Please answer y, e or n.", file=shown_on, flush=True)
+
+
+Leg = Callable[[Any], Iterator[tuple[str, Any]]]
+"""Streams one leg of a run to its end or a pause: from the task when given None, else
+resumed with that answer to the plan approval; `(mode, chunk)` pairs, mode `custom`,
+`values` (a pause under `__interrupt__`) or `messages`."""
+
+
+def _context(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's `Context` fields the command line gives, only those: a server keeps its own
+    settings for the rest (its model, say)."""
+    context = {name: value for name in CONTEXT if (value := getattr(args, name)) is not None}
+    if budget := {name: value for name in BUDGET if (value := getattr(args, name)) is not None}:
+        context["budget"] = budget
+    return context
+
+
+def _in_process(args: argparse.Namespace) -> Leg:
+    """Builds the loop (imports, model) and returns legs of a run of it in this process."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+
+    from agentloop_graph.budget import Budget
+    from agentloop_graph.graph import create_agent_loop
+
+    defaults = {"max_steps": DEFAULT_MAX_STEPS, "max_adaptations": DEFAULT_MAX_ADAPTATIONS}
+    settings: dict[str, Any] = {**defaults, **_context(args)}
+    model, options = connect(settings.pop("model", DEFAULT_MODEL), ollama_host=args.ollama_host)
+    if "budget" in settings:
+        settings["budget"] = Budget(**settings["budget"])
+    if settings.get("approve_plan"):
+        # Plan approval pauses the run; resuming it needs the paused run's checkpoint.
+        settings["checkpointer"] = InMemorySaver()
+    try:
+        graph = create_agent_loop(model, model_options=options, **settings)
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from None
+    config: RunnableConfig = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    modes = ["custom", "values", *(["messages"] if args.stream else [])]
+
+    def leg(answer: Any) -> Iterator[tuple[str, Any]]:
+        start: Any = {"task": args.task} if answer is None else Command(resume=answer)
+        return graph.stream(start, config, stream_mode=modes)
+
+    return leg
+
+
+def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Leg:
+    """A client of the Agent Server at `args.url`, once it answers (closed with `stack`),
+    and legs of a run on one thread it creates there."""
+    try:
+        from langgraph_sdk import get_sync_client
+    except ImportError:
+        raise CliError("--url needs langgraph-sdk: pip install langgraph-sdk") from None
+    import httpx
+
+    check_server(args.url)
+    client: Any = stack.enter_context(get_sync_client(url=args.url))
+    context = _context(args)
+    # A server sends message chunks with their metadata as "messages-tuple".
+    modes = ["custom", "values", *(["messages-tuple"] if args.stream else [])]
+    thread: list[str] = []
+
+    def leg(answer: Any) -> Iterator[tuple[str, Any]]:
+        try:
+            if not thread:
+                thread.append(client.threads.create()["thread_id"])
+            for part in client.runs.stream(
+                thread[0],
+                args.assistant,
+                input={"task": args.task} if answer is None else None,
+                command=None if answer is None else {"resume": answer},
+                context=context,
+                stream_mode=modes,
+                on_disconnect="cancel",
+            ):
+                if part.event == "error":
+                    data = part.data if isinstance(part.data, Mapping) else {"message": part.data}
+                    reason = ": ".join(str(data[k]) for k in ("error", "message") if data.get(k))
+                    raise CliError(f"the run failed on the Agent Server at {args.url}: {reason}")
+                if (mode := part.event.split("/", 1)[0]) in ("custom", "values", "messages"):
+                    yield mode, part.data
+        except httpx.HTTPStatusError as exc:
+            try:
+                detail = exc.response.json()
+                detail = detail.get("detail") or detail.get("message") or detail
+            except ValueError:
+                detail = exc.response.text
+            status = exc.response.status_code
+            raise CliError(
+                f"the Agent Server at {args.url} refused the run: HTTP {status}: {detail}"
+            ) from None
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise CliError(f"lost the Agent Server at {args.url}: {reason}") from None
+
+    return leg
+
+
+def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> Mapping[str, Any]:
+    """Run the task to its end, showing it, and asking about the plan whenever the run
+    pauses for it; its last values."""
+    spending.planning()
+    console.working("planning")
+    answer: bool | list[str] | None = None
+    try:
+        while True:
+            output: Mapping[str, Any] = {}
+            streamed: set[str] = set()  # the phases whose text the current step or answer showed
+            for mode, chunk in in_background(functools.partial(leg, answer), console):
+                if mode == "values":
+                    output = chunk
+                elif mode == "messages":
+                    node, text = streamed_text(chunk)
+                    if text and node not in streamed:
+                        if node == "summariser":
+                            console.say("Writing the answer:")
+                        streamed.add(node)
+                    console.token(text)
+                elif as_json:
+                    print(json.dumps(chunk), flush=True)
+                else:
+                    spending.update(chunk)
+                    for line in _event_lines(chunk, streamed="executor" in streamed):
+                        console.say(line)
+                    if chunk["event"] == "agentic.step_started":
+                        streamed.discard("executor")
+                    console.working(activity(chunk))
+            if not (pending := output.get("__interrupt__")):
+                return output
+            console.finish()
+            shown_on = sys.stderr if as_json else sys.stdout
+            if as_json:  # an `Interrupt` here, its JSON from a server
+                asked = pending[0]["value"] if isinstance(pending[0], Mapping) else pending[0].value
+                print("\n".join(_plan_lines(asked["plan"])), file=shown_on)
+            answer = ask_about_plan(shown_on)
+            if isinstance(answer, list) and not as_json:
+                for line in ["", *_plan_lines(answer, ", edited")]:
+                    console.say(line)
+    except (CliError, BrokenPipeError):
+        raise
+    except Exception as exc:
+        # Node failures are already part of the result; anything escaping is worth one line.
+        raise CliError(f"the run stopped: {type(exc).__name__}: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the loop as the parsed `args` say, printing its progress live; the exit status.
+    On Ctrl-C (`KeyboardInterrupt`) the terminal is left at the start of a clean line."""
+    spending = Spending()
+    console = Console(spending, quiet=args.json)
+    if (args.model or (None if args.url else DEFAULT_MODEL)) == "demo":
+        print(DEMO_NOTE, file=sys.stderr if args.json else sys.stdout, flush=True)
+    console.say(f"Task: {args.task}")
+    if args.url:
+        console.say(f"Server: {args.url} ({args.assistant})")
+    console.working("starting")
+    library = logging.getLogger("agentloop_graph")
+    library.addHandler(console)
+    try:
+        with contextlib.ExitStack() as stack:
+            (leg,) = in_background(
+                lambda: [_on_server(args, stack) if args.url else _in_process(args)], console
+            )
+            output = _drive(leg, spending, console, as_json=args.json)
+    finally:
+        library.removeHandler(console)
+        console.finish()
     seconds = (output.get("total_duration_ms") or 0) / 1000
     console.say()
     console.say(f"Summary: {output.get('summary')}")
@@ -658,6 +658,7 @@ def _print_outcome(output: Mapping[str, Any], spending: Spending, console: Conso
         console.say(spent)
     if output.get("answer"):
         console.say(f"Answer: {output['answer']}")
+    return exit_status(output.get("status"))
 
 
 def exit_status(status: str | None) -> int:
@@ -665,373 +666,16 @@ def exit_status(status: str | None) -> int:
     return {"completed": 0, "partial": 2}.get(status or "", 1)
 
 
-class _Warnings(logging.Handler):
-    """Library warnings as one `agentloop: warning:` line each, never a traceback."""
-
-    def __init__(self, console: Console) -> None:
-        super().__init__(logging.WARNING)
-        self._console = console
-
-    def emit(self, record: logging.LogRecord) -> None:
-        reason = f": {record.exc_info[1]!r}" if record.exc_info else ""
-        self._console.note(f"agentloop: warning: {record.getMessage()}{reason}")
-
-
-@contextmanager
-def _library_warnings(console: Console) -> Iterator[None]:
-    logger = logging.getLogger("agentloop_graph")
-    handler = _Warnings(console)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-
-
-@dataclass(frozen=True)
-class _Resume:
-    """The answer to a plan approval, to resume the paused run with."""
-
-    answer: bool | list[str]
-
-
-Leg = Callable[[Any], Iterator[tuple[str, Any]]]
-"""Streams one leg of a run, from its input (a task, or a `_Resume`) to its end or a pause:
-`(mode, chunk)` pairs, mode `custom`, `values` or `messages`."""
-
-
-def _build(
-    model: str, ollama_host: str | None, approve: bool, settings: Mapping[str, Any]
-) -> Iterator[CompiledStateGraph[Any, Any, Any, Any]]:
-    """The loop for this run, as the one item `in_background` hands over."""
-    from langgraph.checkpoint.memory import InMemorySaver
-
-    from agentloop_graph.budget import Budget
-    from agentloop_graph.graph import create_agent_loop
-
-    if approve:
-        # Plan approval pauses the run; resuming it needs the paused run's checkpoint.
-        settings = {**settings, "approve_plan": True, "checkpointer": InMemorySaver()}
-    if (budget := settings.get("budget")) is not None:
-        settings = {**settings, "budget": Budget(**budget)}
-    try:
-        spec, options = connect(model, ollama_host=ollama_host)
-        graph = create_agent_loop(spec, model_options=options, **settings)
-    except (ValueError, TypeError) as exc:
-        raise CliError(str(exc)) from None
-    yield graph
-
-
-def _local_leg(graph: CompiledStateGraph[Any, Any, Any, Any], modes: list[str]) -> Leg:
-    """Legs of a run of `graph` in this process, on a thread of its own."""
-    from langgraph.types import Command
-
-    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
-    stream = cast(Callable[..., Iterator[tuple[str, Any]]], graph.stream)
-
-    def leg(start: Any) -> Iterator[tuple[str, Any]]:
-        command = Command(resume=start.answer) if isinstance(start, _Resume) else start
-        for mode, chunk in stream(command, config, stream_mode=modes):
-            if mode == "values" and (pending := chunk.get("__interrupt__")):
-                chunk = {**chunk, "__interrupt__": [{"value": p.value} for p in pending]}
-            yield mode, chunk
-
-    return leg
-
-
-def check_server(url: str) -> None:
-    """Make sure an Agent Server answers at `url` before a run is sent there.
-
-    Any HTTP answer will do (a server that wants a key still answers); only silence fails.
-
-    Raises:
-        CliError: Nothing answered; the message names the URL.
-    """
-    import httpx
-
-    try:
-        httpx.get(f"{url}/info", timeout=PROBE_TIMEOUT)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise CliError(
-            f"cannot reach the Agent Server at {url} (GET {url}/info: {reason}); "
-            "start it (langgraph dev, Aegra) or check --url"
-        ) from None
-
-
-def _server_problem(url: str, exc: Exception) -> CliError:
-    """One line for an HTTP error from the server at `url`."""
-    import httpx
-
-    if isinstance(exc, httpx.HTTPStatusError):
-        response = exc.response
-        try:
-            detail = response.json()
-            detail = detail.get("detail") or detail.get("message") or detail
-        except ValueError:
-            detail = response.text
-        return CliError(
-            f"the Agent Server at {url} refused the run: HTTP {response.status_code}: {detail}"
-        )
-    return CliError(f"lost the Agent Server at {url}: {exc or type(exc).__name__}")
-
-
-def _server_client(url: str) -> Iterator[Any]:
-    """A `langgraph-sdk` client of the Agent Server at `url`, once it answers; the one
-    item `in_background` hands over."""
-    try:
-        from langgraph_sdk import get_sync_client
-    except ImportError:
-        raise CliError("--url needs langgraph-sdk: pip install langgraph-sdk") from None
-    check_server(url)
-    yield get_sync_client(url=url)
-
-
-def _remote_leg(
-    client: Any, url: str, assistant: str, context: Mapping[str, Any], modes: list[str]
-) -> Leg:
-    """Legs of a run on the Agent Server at `url`, on one thread it creates there."""
-    import httpx
-
-    # A server sends message chunks with their metadata as "messages-tuple".
-    wanted = ["messages-tuple" if mode == "messages" else mode for mode in modes]
-    thread: list[str] = []
-
-    def leg(start: Any) -> Iterator[tuple[str, Any]]:
-        ask = {"command": {"resume": start.answer}} if isinstance(start, _Resume) else {}
-        try:
-            if not thread:
-                thread.append(client.threads.create()["thread_id"])
-            parts = client.runs.stream(
-                thread[0],
-                assistant,
-                input=None if ask else start,
-                context=dict(context),
-                stream_mode=wanted,
-                on_disconnect="cancel",
-                **ask,
-            )
-            for part in parts:
-                if part.event == "error":
-                    data = part.data if isinstance(part.data, Mapping) else {"message": part.data}
-                    reason = ": ".join(str(data[k]) for k in ("error", "message") if data.get(k))
-                    raise CliError(f"the run failed on the Agent Server at {url}: {reason}")
-                mode = part.event.split("/", 1)[0]
-                if mode in ("custom", "values", "messages"):
-                    yield mode, part.data
-        except httpx.HTTPError as exc:
-            raise _server_problem(url, exc) from None
-
-    return leg
-
-
-def _follow(
-    leg: Leg,
-    start: Any,
-    spending: Spending,
-    console: Console,
-    *,
-    as_json: bool,
-) -> Mapping[str, Any]:
-    """Stream one leg of a run (to its end or a pause), showing it; its last values."""
-    output: Mapping[str, Any] = {}
-    streamed: set[str] = set()  # the phases whose text the current step or answer showed
-    for mode, chunk in in_background(functools.partial(leg, start), console):
-        if mode == "values":
-            output = chunk
-        elif mode == "messages":
-            node, text = streamed_text(chunk)
-            if text and node not in streamed:
-                if node == "summariser":
-                    console.say("Writing the answer:")
-                streamed.add(node)
-            console.token(text)
-        elif as_json:
-            print(json.dumps(chunk), flush=True)
-        else:
-            spending.update(chunk)
-            for line in human_lines(chunk, streamed="executor" in streamed):
-                console.say(line)
-            if chunk["event"] == "agentic.step_started":
-                streamed.discard("executor")
-            console.spending(spending.so_far())
-            console.working(activity(chunk))
-        if mode == "custom" and as_json:
-            spending.update(chunk)
-    console.working(None)
-    return output
-
-
-def _resume(question: Mapping[str, Any], console: Console, *, as_json: bool) -> _Resume:
-    """The answer that resumes a run paused for plan approval, as the person gave it."""
-    console.close()
-    shown_on = sys.stderr if as_json else sys.stdout
-    if as_json:
-        print("\n".join(_plan_lines(question["plan"])), file=shown_on, flush=True)
-    answer = ask_about_plan(question, shown_on)
-    if isinstance(answer, list) and not as_json:
-        for line in ["", *_plan_lines(answer, ", edited")]:
-            console.say(line)
-    return _Resume(answer)
-
-
-def _drive(
-    leg: Leg, task: str, spending: Spending, console: Console, *, as_json: bool
-) -> Mapping[str, Any]:
-    """Run the task to its end, asking about the plan whenever the run pauses for it."""
-    start: Any = {"task": task}
-    spending.planning()
-    console.spending(spending.so_far())
-    console.working("planning")
-    try:
-        while True:
-            output = _follow(leg, start, spending, console, as_json=as_json)
-            if not (pending := output.get("__interrupt__")):
-                return output
-            start = _resume(pending[0]["value"], console, as_json=as_json)
-    except (CliError, BrokenPipeError):
-        raise
-    except Exception as exc:
-        # Node failures are already part of the result; anything escaping is worth one line.
-        raise CliError(f"the run stopped: {type(exc).__name__}: {exc}") from None
-
-
-def _remote_context(
-    model: str | None,
-    max_steps: int | None,
-    max_adaptations: int | None,
-    step_timeout: float | None,
-    approve: bool,
-    budget: Mapping[str, float] | None,
-) -> dict[str, Any]:
-    """The run's `Context` on a server: only what was asked for, so the rest keeps the
-    server's own settings (its default model, say)."""
-    fields = {
-        "model": model,
-        "max_steps": max_steps,
-        "max_adaptations": max_adaptations,
-        "step_timeout": step_timeout,
-        "approve_plan": True if approve else None,
-        "budget": dict(budget) if budget else None,
-    }
-    return {name: value for name, value in fields.items() if value is not None}
-
-
-def run(
-    task: str,
-    *,
-    model: str | None = None,
-    max_steps: int | None = None,
-    max_adaptations: int | None = None,
-    step_timeout: float | None = None,
-    ollama_host: str | None = None,
-    approve: bool = False,
-    stream: bool = False,
-    as_json: bool = False,
-    budget: Mapping[str, float] | None = None,
-    url: str | None = None,
-    assistant: str = DEFAULT_ASSISTANT,
-) -> int:
-    """Run the loop on `task`, printing its progress live, and return the exit status.
-
-    Args:
-        task: What the loop should do.
-        model: A model string, as `--model` takes it; None: `DEFAULT_MODEL` here, the
-            server's own default with `url`.
-        max_steps: Longest plan to run; None: 10 (with `url`, the server's graph's).
-        max_adaptations: Revisions allowed per failed step; None: 1 (or the server's).
-        step_timeout: Seconds allowed per attempt at a step; None for no limit.
-        ollama_host: The Ollama server for `ollama:` models, instead of `OLLAMA_HOST`.
-        approve: Show the plan and ask on stdin whether to run, edit or cancel it.
-        stream: Print the executor's and summariser's tokens as they arrive.
-        as_json: Print each progress event as a JSON line instead of text.
-        budget: Limits of `agentloop_graph.Budget` (`max_model_calls`, `max_tokens`,
-            `max_seconds`); None or empty for none.
-        url: Run on the Agent Server at this URL instead of in this process.
-        assistant: The assistant or graph id to run on the server.
-
-    Returns:
-        0 if the run completed, 2 if it was partial, 1 if it failed or was cancelled.
-
-    Raises:
-        CliError: The model, settings or server are unusable, or the run stopped
-            unexpectedly.
-        KeyboardInterrupt: Ctrl-C; the terminal is left at the start of a clean line.
-    """
-    console = Console(sys.stdout, quiet=as_json)
-    if (model or (None if url else DEFAULT_MODEL)) == "demo":
-        print(DEMO_NOTE, file=sys.stderr if as_json else sys.stdout, flush=True)
-    console.say(f"Task: {task}")
-    if url:
-        console.say(f"Server: {url} ({assistant})")
-    console.working("starting")
-    modes = ["custom", "values", *(["messages"] if stream else [])]
-    spending = Spending()
-    try:
-        with _library_warnings(console):
-            if url:
-                context = _remote_context(
-                    model, max_steps, max_adaptations, step_timeout, approve, budget
-                )
-                (client,) = in_background(functools.partial(_server_client, url), console)
-                with client:
-                    leg = _remote_leg(client, url, assistant, context, modes)
-                    output = _drive(leg, task, spending, console, as_json=as_json)
-            else:
-                settings: dict[str, Any] = {
-                    "max_steps": DEFAULT_MAX_STEPS if max_steps is None else max_steps,
-                    "max_adaptations": (
-                        DEFAULT_MAX_ADAPTATIONS if max_adaptations is None else max_adaptations
-                    ),
-                    "step_timeout": step_timeout,
-                    "budget": dict(budget) if budget else None,
-                }
-                build = functools.partial(
-                    _build, model or DEFAULT_MODEL, ollama_host, approve, settings
-                )
-                (graph,) = in_background(build, console)
-                output = _drive(_local_leg(graph, modes), task, spending, console, as_json=as_json)
-    finally:
-        console.close()
-    if not as_json:
-        _print_outcome(output, spending, console)
-    return exit_status(output.get("status"))
-
-
-def _interrupted(*, leave_now: bool) -> int:
-    print("agentloop: interrupted", file=sys.stderr, flush=True)
-    if leave_now:
-        # The abandoned run's thread may be mid-call or mid-import, and tearing down a
-        # process with LangChain loaded can take seconds: leave at once instead.
-        sys.stdout.flush()
-        os._exit(INTERRUPTED)
-    return INTERRUPTED
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `agentloop` console script.
-
-    Args:
-        argv: Arguments after the program name. None (as the console script calls it)
-            reads `sys.argv[1:]` and makes this the process's own entry point: Ctrl-C
-            then ends the process at once, without the interpreter's slow teardown.
-
-    Returns:
-        The exit status: 0 completed, 2 partial, 1 failed, cancelled or an error (one
-        line on stderr), 130 interrupted (one line on stderr).
-
-    Example:
-        >>> main(["run", "Plan a picnic", "--model", "demo", "--json"])  # doctest: +SKIP
-        0
-    """
+    """The `agentloop` console script; the exit status. `argv` None (as the script calls
+    it) reads `sys.argv[1:]` and makes this the process's own entry point."""
     try:
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
-            if args.url is None:
-                if args.assistant is not None:
-                    parser.error("--assistant needs --url: it names a graph on a server")
-            elif args.ollama_host is not None:
+            if args.url is None and args.assistant is not None:
+                parser.error("--assistant needs --url: it names a graph on a server")
+            if args.url is not None and args.ollama_host is not None:
                 parser.error(
                     "--ollama-host is for local runs; with --url the server's graph uses "
                     "the server's OLLAMA_HOST"
@@ -1039,30 +683,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as stop:
             # --help and usage errors end parsing; hand their status back instead of exiting.
             return stop.code if isinstance(stop.code, int) else 1
-        limits = {
-            name: value
-            for name in ("max_model_calls", "max_tokens", "max_seconds")
-            if (value := getattr(args, name)) is not None
-        }
-        return run(
-            args.task,
-            model=args.model,
-            max_steps=args.max_steps,
-            max_adaptations=args.max_adaptations,
-            step_timeout=args.step_timeout,
-            ollama_host=args.ollama_host,
-            approve=args.approve,
-            stream=args.stream,
-            as_json=args.json,
-            budget=limits,
-            url=args.url,
-            assistant=args.assistant or DEFAULT_ASSISTANT,
-        )
+        args.url = args.url and args.url.rstrip("/")
+        args.assistant = args.assistant or DEFAULT_ASSISTANT
+        return run(args)
     except CliError as exc:
         # Some library messages span lines; the contract is one line per error.
         print(f"agentloop: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
-        return _interrupted(leave_now=argv is None)
+        print("agentloop: interrupted", file=sys.stderr, flush=True)
+        if argv is None:
+            # The abandoned run's thread may be mid-call or mid-import, and tearing down a
+            # process with LangChain loaded can take seconds: leave at once instead.
+            sys.stdout.flush()
+            os._exit(INTERRUPTED)
+        return INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. `| head`); point stdout at devnull so the exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -23,32 +23,25 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, cast
-
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from typing import Any, TypeVar
 
 if sys.platform != "win32":
     import fcntl
 
-if TYPE_CHECKING:
-    from langgraph.checkpoint.postgres import PostgresSaver
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-    from langgraph.checkpoint.sqlite import SqliteSaver
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-    from psycopg import ConnectionInfo
-
 T = TypeVar("T")
 
-Saver = BaseCheckpointSaver[Any]
+LocalHolds = dict[tuple[int, str], object]
+"""The (checkpointer id, thread id) pairs held by runs in this process, for checkpointers with
+no lock of their own, each with its holder. `create_agent_loop` makes one per graph
+(`with_config` copies share it), so two runs of one graph on one thread exclude each other;
+two graphs built separately do not."""
 
-_POSTGRES = (
-    ("langgraph.checkpoint.postgres", "PostgresSaver"),
-    ("langgraph.checkpoint.postgres.aio", "AsyncPostgresSaver"),
-)
-_SQLITE = (
-    ("langgraph.checkpoint.sqlite", "SqliteSaver"),
-    ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver"),
-)
+_KINDS = {
+    ("langgraph.checkpoint.postgres", "PostgresSaver"): "postgres",
+    ("langgraph.checkpoint.postgres.aio", "AsyncPostgresSaver"): "postgres",
+    ("langgraph.checkpoint.sqlite", "SqliteSaver"): "sqlite",
+    ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver"): "sqlite",
+}
 _TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
 
 
@@ -63,108 +56,85 @@ class ThreadBusyError(RuntimeError):
         self.thread_id = thread_id
 
 
-class LocalHolds:
-    """The threads held by runs in this process, per checkpointer object.
-
-    The hold for checkpointers with no lock of their own. One per graph (`create_agent_loop`
-    makes it; `with_config` copies share it), so two runs of one graph on one thread
-    exclude each other; two graphs built separately do not.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: set[tuple[int, str]] = set()
-
-    @contextmanager
-    def holding(self, saver: Saver, thread_id: str) -> Iterator[None]:
-        """Hold `thread_id` of `saver` for the block.
-
-        Raises:
-            ThreadBusyError: Another run of this graph holds it.
-        """
-        key = (id(saver), thread_id)
-        with self._lock:
-            if key in self._held:
-                raise ThreadBusyError(thread_id)
-            self._held.add(key)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._held.discard(key)
+def _kind(saver: Any) -> str | None:
+    """How `saver` holds threads: "postgres", "sqlite" (not on Windows: no `flock`) or None,
+    in this process. Classes go by name, subclasses too: importing a database driver nobody
+    uses would slow the first run."""
+    found = (_KINDS.get((cls.__module__, cls.__qualname__)) for cls in type(saver).__mro__)
+    kind = next((kind for kind in found if kind), None)
+    return None if kind == "sqlite" and sys.platform == "win32" else kind
 
 
 @contextmanager
-def hold_thread(saver: Saver, thread_id: object, local: LocalHolds) -> Iterator[None]:
-    """Hold a thread for a blocking run (`stream`, `invoke`), however the run ends.
-
-    Args:
-        saver: The run's checkpointer.
-        thread_id: The run's `thread_id`.
-        local: The graph's in-process holds, for checkpointers with no lock of their own.
-
-    Raises:
-        ThreadBusyError: Another run, in this process or another, holds the thread.
-
-    Example:
-        >>> from langgraph.checkpoint.memory import InMemorySaver
-        >>> saver, local = InMemorySaver(), LocalHolds()
-        >>> with hold_thread(saver, "t", local):
-        ...     try:
-        ...         with hold_thread(saver, "t", local):
-        ...             pass
-        ...     except ThreadBusyError as busy:
-        ...         print(busy)
-        thread 't' is in use by another run; try again when that run ends, or use another thread_id
-    """
-    thread = str(thread_id)
-    if _one_of(saver, _POSTGRES):
-        with _advisory_lock(_conninfo(cast("PostgresSaver | AsyncPostgresSaver", saver)), thread):
-            yield
-    elif sys.platform != "win32" and _one_of(saver, _SQLITE) and (path := _database_file(saver)):
-        with _file_lock(path, thread):
+def hold_thread(saver: Any, thread_id: object, local: LocalHolds) -> Iterator[None]:
+    """Hold a thread for a blocking run (`stream`, `invoke`), however the run ends;
+    `ThreadBusyError` if another run, in this process or another, holds it."""
+    thread, kind = str(thread_id), _kind(saver)
+    where = _locate(saver, kind) if kind else ""
+    if kind == "postgres":
+        with _advisory_lock(where, thread):
             yield
     else:
-        with local.holding(saver, thread):
+        with _file_lock(where, thread) if where else _held_here(saver, thread, local):
             yield
 
 
 @asynccontextmanager
-async def ahold_thread(saver: Saver, thread_id: object, local: LocalHolds) -> AsyncIterator[None]:
-    """`hold_thread` for an async run (`astream`, `ainvoke`): it never blocks the event loop.
-
-    Raises:
-        ThreadBusyError: Another run, in this process or another, holds the thread.
-    """
-    thread = str(thread_id)
-    if _one_of(saver, _POSTGRES):
-        pg = cast("PostgresSaver | AsyncPostgresSaver", saver)
-        async with _aadvisory_lock(await _aconninfo(pg), thread):
-            yield
-    elif (
-        sys.platform != "win32"
-        and _one_of(saver, _SQLITE)
-        and (path := await _adatabase_file(saver))
-    ):
-        # Local file calls that never wait (`LOCK_NB`): fine on the event loop.
-        with _file_lock(path, thread):
+async def ahold_thread(saver: Any, thread_id: object, local: LocalHolds) -> AsyncIterator[None]:
+    """`hold_thread` for an async run (`astream`, `ainvoke`), never blocking the event loop
+    (the file lock's calls never wait)."""
+    thread, kind = str(thread_id), _kind(saver)
+    where = await _alocate(saver, kind) if kind else ""
+    if kind == "postgres":
+        async with _aadvisory_lock(where, thread):
             yield
     else:
-        with local.holding(saver, thread):
+        with _file_lock(where, thread) if where else _held_here(saver, thread, local):
             yield
 
 
-def _one_of(saver: Saver, classes: tuple[tuple[str, str], ...]) -> bool:
-    """Whether `saver` is an instance of one of `classes` (module, name).
+def _locate(saver: Any, kind: str) -> str:
+    """How to connect to a PostgreSQL saver's database (password included), or the file of
+    a SQLite saver's (empty in memory); an async saver's, from a blocking run, on its loop."""
+    conn = saver.conn
+    if kind == "sqlite":
+        if not isinstance(conn, sqlite3.Connection):
+            return _on_saver_loop(saver, _alocate(saver, kind))
+        with saver.lock:
+            rows = conn.execute("PRAGMA database_list").fetchall()
+        return str(next(row[2] for row in rows if row[1] == "main"))
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-    Only imported modules are looked in: a saver of one of these classes means its module
-    is imported, and importing a database driver nobody uses would slow the first run.
-    """
-    for module, name in classes:
-        cls = getattr(sys.modules.get(module), name, None)
-        if isinstance(cls, type) and isinstance(saver, cls):
-            return True
-    return False
+    if isinstance(conn, AsyncConnectionPool):
+        return _on_saver_loop(saver, _alocate(saver, kind))
+    if isinstance(conn, ConnectionPool):  # a pool lends a connection to find out
+        with conn.connection() as lent:
+            return _dsn(lent.info)
+    return _dsn(conn.info)
+
+
+async def _alocate(saver: Any, kind: str) -> str:
+    """`_locate` through an async saver's connection, without blocking."""
+    conn = saver.conn
+    if kind == "sqlite" and not isinstance(conn, sqlite3.Connection):
+        await saver.setup()  # the connection may not be open before the saver's first use
+        async with saver.lock, conn.execute("PRAGMA database_list") as cursor:
+            rows = await cursor.fetchall()
+        return str(next(row[2] for row in rows if row[1] == "main"))
+    if kind == "postgres":
+        from psycopg_pool import AsyncConnectionPool
+
+        if isinstance(conn, AsyncConnectionPool):
+            async with conn.connection() as lent:
+                return _dsn(lent.info)
+    return _locate(saver, kind)
+
+
+def _dsn(info: Any) -> str:
+    """How to open another connection like the one `info` (psycopg's) describes."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(info.dsn, password=info.password or None)
 
 
 def _digest(thread_id: str) -> bytes:
@@ -173,46 +143,13 @@ def _digest(thread_id: str) -> bytes:
 
 
 def _lock_key(thread_id: str) -> int:
-    """The thread's advisory lock key (a PostgreSQL bigint)."""
-    return int.from_bytes(_digest(thread_id)[:8], "big", signed=True)
-
-
-def _dsn(info: ConnectionInfo) -> str:
-    """How to open another connection like the one `info` describes, password included."""
-    from psycopg.conninfo import make_conninfo
-
-    return make_conninfo(info.dsn, password=info.password or None)
-
-
-def _conninfo(saver: PostgresSaver | AsyncPostgresSaver) -> str:
-    """How to connect to `saver`'s database (a pool lends a connection to find out)."""
-    from psycopg_pool import AsyncConnectionPool, ConnectionPool
-
-    conn = saver.conn
-    if isinstance(conn, ConnectionPool):
-        with conn.connection() as lent:
-            return _dsn(lent.info)
-    if isinstance(conn, AsyncConnectionPool):
-        return _on_saver_loop(cast("AsyncPostgresSaver", saver), _aconninfo(saver))
-    return _dsn(conn.info)
-
-
-async def _aconninfo(saver: PostgresSaver | AsyncPostgresSaver) -> str:
-    """`_conninfo`, borrowing from an async pool without blocking."""
-    from psycopg_pool import AsyncConnectionPool
-
-    if isinstance(saver.conn, AsyncConnectionPool):
-        async with saver.conn.connection() as lent:
-            return _dsn(lent.info)
-    return _conninfo(saver)
+    return int.from_bytes(_digest(thread_id)[:8], "big", signed=True)  # a PostgreSQL bigint
 
 
 @contextmanager
 def _advisory_lock(conninfo: str, thread_id: str) -> Iterator[None]:
-    """Hold the thread's advisory lock on a connection of our own, closed at the end.
-
-    Advisory locks are re-entrant within a session, so the connection is never shared.
-    """
+    """Hold the thread's advisory lock on a connection of our own, closed at the end:
+    advisory locks are re-entrant within a session, so the connection is never shared."""
     import psycopg
 
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -224,7 +161,6 @@ def _advisory_lock(conninfo: str, thread_id: str) -> Iterator[None]:
 
 @asynccontextmanager
 async def _aadvisory_lock(conninfo: str, thread_id: str) -> AsyncIterator[None]:
-    """`_advisory_lock` on an async connection."""
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
@@ -234,31 +170,16 @@ async def _aadvisory_lock(conninfo: str, thread_id: str) -> AsyncIterator[None]:
         yield
 
 
-def _database_file(saver: Saver) -> str:
-    """The file of a SQLite saver's main database; empty for an in-memory one."""
-    if not isinstance(getattr(saver, "conn", None), sqlite3.Connection):
-        return _on_saver_loop(cast("AsyncSqliteSaver", saver), _adatabase_file(saver))
-    sync = cast("SqliteSaver", saver)
-    with sync.lock:
-        rows = sync.conn.execute("PRAGMA database_list").fetchall()
-    return _main_file(rows)
-
-
-async def _adatabase_file(saver: Saver) -> str:
-    """`_database_file` through an async saver's connection."""
-    if isinstance(getattr(saver, "conn", None), sqlite3.Connection):
-        return _database_file(saver)
-    async_saver = cast("AsyncSqliteSaver", saver)
-    await async_saver.setup()  # the connection may not be open before the saver's first use
-    async with async_saver.lock, async_saver.conn.execute("PRAGMA database_list") as cursor:
-        rows = await cursor.fetchall()
-    return _main_file(rows)
-
-
-def _main_file(rows: Any) -> str:
-    """The main database's file among `PRAGMA database_list` rows (seq, name, file)."""
-    file: str = next(row[2] for row in rows if row[1] == "main")
-    return file
+@contextmanager
+def _held_here(saver: Any, thread_id: str, local: LocalHolds) -> Iterator[None]:
+    key, holder = (id(saver), thread_id), object()
+    # `setdefault` is atomic: of two runs taking the same thread, one finds the other's.
+    if local.setdefault(key, holder) is not holder:
+        raise ThreadBusyError(thread_id)
+    try:
+        yield
+    finally:
+        del local[key]
 
 
 @contextmanager
@@ -274,18 +195,14 @@ def _file_lock(database: str, thread_id: str) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(os.stat(path), os.fstat(fd)):
+                    break  # locked, and still the file at `path`
+        except BaseException as exc:
             os.close(fd)
-            raise ThreadBusyError(thread_id) from None
-        except BaseException:
-            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                raise ThreadBusyError(thread_id) from None
             raise
-        try:
-            current = os.stat(path)
-        except FileNotFoundError:
-            current = None
-        if current is not None and os.path.samestat(current, os.fstat(fd)):
-            break
         os.close(fd)
     try:
         yield
@@ -295,13 +212,9 @@ def _file_lock(database: str, thread_id: str) -> Iterator[None]:
         os.close(fd)
 
 
-def _on_saver_loop(saver: AsyncPostgresSaver | AsyncSqliteSaver, coro: Coroutine[Any, Any, T]) -> T:
+def _on_saver_loop(saver: Any, coro: Coroutine[Any, Any, T]) -> T:
     """Run `coro` on an async saver's event loop from a blocking run, as the saver's own
-    blocking methods do (from another thread only).
-
-    Raises:
-        asyncio.InvalidStateError: Called on the saver's event loop, where waiting would hang.
-    """
+    blocking methods do: from another thread only, as waiting on that loop would hang."""
     try:
         running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
