@@ -1,0 +1,154 @@
+"""Plans as dependency graphs: which step waits for which, read from the planner's reply.
+
+Pure functions, no LangGraph. Step numbers are 1-based and count in the whole plan: a
+revision's steps come after `offset` finished ones, so its step k is number offset + k.
+Every dependency points to an earlier step, so a plan is always acyclic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from agentloop_graph.parsing import (
+    _NUMBERED,
+    _STEPS_ARRAY,
+    MAX_TEXT_CHARS,
+    _tidy,
+    cap,
+    clean_answer,
+    parse_plan,
+)
+
+_STEP = {
+    "type": "object",
+    "properties": {
+        "description": {"type": "string"},
+        "depends_on": {"type": "array", "items": {"type": "integer"}},
+    },
+    "required": ["description", "depends_on"],
+}
+DEPENDENCY_PLAN_SCHEMA = {
+    "type": "object",
+    "properties": {"steps": {"type": "array", "items": _STEP}},
+    "required": ["steps"],
+}
+"""A plan with dependencies, for models that can be held to a JSON schema."""
+
+# "(after 1, 3)", "(after steps 1 and 3)", "(depends on: 1)", "[after: 1, 3]", "(depends on none)",
+# at the end of a step (a full stop may follow).
+_MARKER = re.compile(
+    r"\s*[(\[]\s*(?:after|depends\s+on)\s*:?\s*"
+    r"((?:steps?\s*)?\d+(?:\s*(?:,\s*(?:and\s+)?|and\s+|&\s*)(?:steps?\s*)?\d+)*|none|nothing)"
+    r"\s*[)\]]\s*\.?\s*$",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"\d+")
+
+Plan = tuple[list[str], list[list[int]]]
+"""Steps and, for each, the numbers of the steps it waits for."""
+
+
+def _earlier(wanted: list[int], number: int) -> list[int]:
+    # Only earlier, existing steps: a dependency on itself or a later step is dropped.
+    return sorted({dep for dep in wanted if 1 <= dep < number})
+
+
+def parse_dependency_plan(text: str, *, offset: int = 0) -> Plan:
+    """The steps of a numbered-list plan and their `(after 1, 3)` markers, markers removed.
+
+    Steps are read as `parse_plan` reads them and numbered by position. Without any marker
+    the plan runs in sequence: each step waits for the one before it, and a revision's
+    first step for the last finished one (`offset`). Once a step carries a marker, an
+    unmarked step waits for nothing.
+
+    Example:
+        >>> parse_dependency_plan("1. Fetch A\\n2. Fetch B\\n3. Compare (after 1, 2)")
+        (['Fetch A', 'Fetch B', 'Compare'], [[], [], [1, 2]])
+    """
+    steps: list[str] = []
+    marked: list[list[int] | None] = []
+    for item in parse_plan(text):
+        marker = _MARKER.search(item)
+        step = _tidy(item[: marker.start()]) if marker else item
+        if step:
+            steps.append(step)
+            marked.append([int(n) for n in _NUMBER.findall(marker[1])] if marker else None)
+    if all(deps is None for deps in marked):
+        return steps, [_earlier([n - 1], n) for n in range(offset + 1, offset + len(steps) + 1)]
+    return steps, [_earlier(deps or [], n) for n, deps in enumerate(marked, offset + 1)]
+
+
+def _complete_items(text: str) -> list[object] | None:
+    # A plan cut off at the token limit (or followed by chatter): keep its complete items.
+    start = _STEPS_ARRAY.search(text)
+    if start is None:
+        return None
+    items: list[object] = []
+    position = start.end()
+    while True:
+        position = len(text) - len(text[position:].lstrip(", \t\r\n"))
+        try:
+            item, position = json.JSONDecoder().raw_decode(text, position)
+        except ValueError:
+            return items
+        items.append(item)
+
+
+def parse_json_dependency_plan(text: str, *, offset: int = 0) -> Plan | None:
+    """The steps of a `{"steps": [{"description", "depends_on"}, ...]}` plan, or None if
+    the reply is not one (the caller then reads it as text).
+
+    A plain string item waits for nothing, as does an item without `depends_on`; entries
+    that are not integers are dropped. A plan cut off mid-way keeps its complete items.
+    Empty steps are dropped before numbering, as in text plans.
+    """
+    answer = clean_answer(text)
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        items = _complete_items(answer)
+    else:
+        items = data.get("steps") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return None
+    steps: list[str] = []
+    wanted: list[list[int]] = []
+    for item in items:
+        entry = item if isinstance(item, dict) else {"description": item}
+        description, deps = entry.get("description"), entry.get("depends_on", [])
+        if not isinstance(description, str):
+            return None
+        numbered = _NUMBERED.match(description)
+        step = cap(_tidy(numbered[2] if numbered else description), MAX_TEXT_CHARS)
+        if step:
+            steps.append(step)
+            deps = deps if isinstance(deps, list) else [deps]
+            wanted.append([d for d in deps if isinstance(d, int) and not isinstance(d, bool)])
+    if not steps:
+        return None
+    return steps, [_earlier(deps, n) for n, deps in enumerate(wanted, offset + 1)]
+
+
+def ready_steps(
+    dependencies: list[list[int]], ended: set[int], running: set[int], limit: int
+) -> list[int]:
+    """The steps that may start now, in plan order: not ended, not running, every step they
+    wait for ended, and no more than `limit` running at once."""
+    busy = ended | running
+    ready = [n for n, deps in enumerate(dependencies, 1) if n not in busy and ended >= set(deps)]
+    return ready[: max(limit - len(running), 0)]
+
+
+def renumber(ended: set[int]) -> dict[int, int]:
+    """{old: new} for every ended step when a revision moves them to 1..k in plan order;
+    `{}` when they already are the plan's first k steps (nothing moves)."""
+    mapping = {old: new for new, old in enumerate(sorted(ended), 1)}
+    return {} if all(old == new for old, new in mapping.items()) else mapping
+
+
+def kept_dependencies(dependencies: list[list[int]], ended: set[int]) -> list[list[int]]:
+    """The dependencies of the ended steps, renumbered as `renumber` does: the part of the plan
+    a revision keeps, before its new steps (waits on steps that did not end are dropped)."""
+    mapping = {old: new for new, old in enumerate(sorted(ended), 1)}
+    return [[mapping[dep] for dep in dependencies[old - 1] if dep in mapping] for old in mapping]
