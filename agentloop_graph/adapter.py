@@ -74,6 +74,7 @@ def _apply(
             attempts=cursor["attempt"],
             started_at=cursor["step_started_at"] or cursor["started_at"],
             root_cause=not isinstance(revised, BudgetExhausted | NoNewApproach),
+            max_replans=settings.max_replans,
         )
         return update, [complete]
     step = open_step(state)

@@ -36,7 +36,7 @@ DEFAULT_MAX_STEPS = 10
 DEFAULT_MAX_ADAPTATIONS = 1
 DEFAULT_ASSISTANT = "agent_loop"  # the graph id `langgraph.json` gives the loop
 DEMO_NOTE = "Using the offline demo model (deterministic, for trying the loop)."
-CONTEXT = ("model", "max_steps", "max_adaptations", "step_timeout", "approve_plan")
+CONTEXT = ("model", "max_steps", "max_adaptations", "max_replans", "step_timeout", "approve_plan")
 BUDGET = ("max_model_calls", "max_tokens", "max_seconds")
 PROBE_TIMEOUT = 2.0
 PREVIEW = 80
@@ -123,6 +123,8 @@ _HELP = {
     f"(default: {DEFAULT_MAX_STEPS})",
     "--max-adaptations": "revisions allowed per failed step; 0 lets a failed step stay failed "
     f"(default: {DEFAULT_MAX_ADAPTATIONS})",
+    "--max-replans": "times a failed step may have the steps not yet started planned anew, "
+    "given what was done (default: 0)",
     "--step-timeout": "time allowed per attempt at a step; a slower attempt fails "
     "(default: no limit)",
     "--ollama-host": "the Ollama server for ollama: models, instead of OLLAMA_HOST "
@@ -166,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     option(run, "--model")
     option(run, "--max-steps", type=_POSITIVE, metavar="N")
     option(run, "--max-adaptations", type=_WHOLE, metavar="N")
+    option(run, "--max-replans", type=_WHOLE, metavar="N")
     option(run, "--step-timeout", type=_SECONDS, metavar="SECONDS")
     option(run, "--ollama-host", metavar="URL")
     option(run, "--approve", action="store_true", dest="approve_plan", default=None)
@@ -240,6 +243,8 @@ def _event_lines(event: Mapping[str, Any], streamed: bool) -> list[str]:
     match event["event"]:
         case "agentic.plan_ready":
             return _plan_lines(event["steps"])
+        case "agentic.plan_revised":
+            return ["", *_plan_lines(event["steps"], note=f", revision {event['replan']}")]
         case "agentic.step_started" if event["attempt"] > 1:
             return [f"{position} attempt {event['attempt']}, with the revised step ..."]
         case "agentic.step_started":

@@ -52,6 +52,10 @@ class Context:
             description="Pause after planning until a person approves, edits or rejects the plan."
         ),
     ] = None
+    max_replans: Annotated[
+        int | None,
+        Field(description="Times a failed step may have the steps not yet started replanned."),
+    ] = None
     tools: Annotated[
         list[str] | None,
         Field(description="Names of the loop's tools this run may call; all of them when unset."),
@@ -105,6 +109,7 @@ class Settings:
     tools: dict[str, BaseTool]
     max_steps: int
     max_adaptations: int
+    max_replans: int
     step_timeout: float | None
     summarise_with_model: bool
     max_tool_rounds: int
@@ -122,6 +127,7 @@ ModelsFor = Callable[[str | None, tuple[str, ...]], Models]
 _OVERRIDES = (
     "max_steps",
     "max_adaptations",
+    "max_replans",
     "step_timeout",
     "summarise_with_model",
     "approve_plan",
@@ -132,6 +138,7 @@ def check_settings(settings: Settings) -> None:
     """Raise `ValueError` naming the first setting that is out of range."""
     check_count("max_steps", settings.max_steps, 1)
     check_count("max_adaptations", settings.max_adaptations, 0)
+    check_count("max_replans", settings.max_replans, 0)
     check_count("max_tool_rounds", settings.max_tool_rounds, 0)
     check_count("max_retries", settings.max_retries, 0)
     check_seconds("step_timeout", settings.step_timeout)

@@ -249,6 +249,7 @@ def _end(
         attempts=attempt.number,
         started_at=attempt.started_at,
         root_cause=cursor["stopped"] is None,
+        max_replans=settings.max_replans,
     )
     return update, [failed, complete]
 

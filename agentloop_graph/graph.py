@@ -95,18 +95,24 @@ class Router(Runnable[Any, str]):
 
 
 def route_after_planner(state: PlannerInput) -> Literal["executor", "summariser"]:
-    """Execute the plan, or summarise a planning failure."""
-    return "executor" if state.get("plan") else "summariser"
+    """Execute the plan, or summarise a planning failure (or a replan the budget refused)."""
+    cursor = state.get("cursor")
+    stopped = cursor is not None and cursor["stopped"] is not None
+    return "executor" if state.get("plan") and not stopped else "summariser"
 
 
-def route_after_adapter(state: StepInput) -> Literal["executor", "summariser"]:
-    """Attempt the open or next step, or summarise once every step has ended (or the
-    budget is spent)."""
+def route_after_adapter(state: StepInput) -> Literal["executor", "planner", "summariser"]:
+    """Replan after a failed step (with replans left), attempt the open or next step, or
+    summarise once every step has ended (or the budget is spent)."""
+    if state["cursor"]["replan_reason"] is not None:
+        return "planner"
     more = len(state["steps"]) < len(state["plan"])
     return "executor" if more and not state["cursor"]["stopped"] else "summariser"
 
 
-def route_after_executor(state: StepInput) -> Literal["executor", "adapter", "summariser"]:
+def route_after_executor(
+    state: StepInput,
+) -> Literal["executor", "adapter", "planner", "summariser"]:
     """Adapt a failed step that may still be revised, else go on like the adapter."""
     if state["cursor"]["needs_adaptation"]:
         return "adapter"
@@ -158,6 +164,7 @@ def create_agent_loop(
     tools: Sequence[BaseTool | Callable[..., Any]] = (),
     max_steps: int = 10,
     max_adaptations: int = 1,
+    max_replans: int = 0,
     step_timeout: float | None = None,
     summarise_with_model: bool = True,
     max_tool_rounds: int = 5,
@@ -184,6 +191,8 @@ def create_agent_loop(
         tools: Tools (or plain functions) the executor may call within a step.
         max_steps: Longest plan run; longer plans are truncated and the run is `partial`.
         max_adaptations: Adapter calls allowed per failed step.
+        max_replans: Times a run may revise its plan: when a step ends failed and steps
+            have not started, the planner replaces them, given what was done (0: never).
         step_timeout: Seconds allowed per executor attempt; exceeding it fails the attempt.
         summarise_with_model: Ask the model for a final `answer` after the steps.
         max_tool_rounds: Tool-calling rounds allowed within one attempt.
@@ -265,6 +274,7 @@ def create_agent_loop(
         tools=tool_map,
         max_steps=max_steps,
         max_adaptations=max_adaptations,
+        max_replans=max_replans,
         step_timeout=step_timeout,
         summarise_with_model=summarise_with_model,
         max_tool_rounds=max_tool_rounds,

@@ -20,7 +20,6 @@ import hashlib
 import os
 import sqlite3
 import sys
-import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar

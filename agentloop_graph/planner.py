@@ -1,7 +1,9 @@
-"""The `planner` node: turns the task into a numbered plan."""
+"""The `planner` node: turns the task into a numbered plan, and revises the steps not yet
+started when a step fails (`max_replans`)."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -10,14 +12,16 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
 
-from agentloop_graph.budget import Meter
+from agentloop_graph.budget import BudgetExhausted, Meter
 from agentloop_graph.calls import ModelRequest, acall_model, call_model
 from agentloop_graph.context import Settings
 from agentloop_graph.models import describe_error, with_json_schema
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, parse_json_plan, parse_plan
-from agentloop_graph.progress import PlanFormat, PlanReady, aemit, emit
-from agentloop_graph.prompts import PLAN_SCHEMA, planner_prompt
-from agentloop_graph.state import PlannerInput, add_usage, new_cursor, new_run
+from agentloop_graph.progress import PlanFormat, PlanReady, PlanRevised, ProgressEvent, aemit, emit
+from agentloop_graph.prompts import PLAN_SCHEMA, planner_prompt, replanner_prompt
+from agentloop_graph.state import Cursor, PlannerInput, add_usage, new_cursor, new_run
+
+logger = logging.getLogger(__name__)
 
 
 def _unsaved() -> bool:
@@ -25,7 +29,14 @@ def _unsaved() -> bool:
     return info is None or info.thread_id is None
 
 
+def _replanning(state: PlannerInput) -> bool:
+    cursor = state.get("cursor")
+    return cursor is not None and cursor["replan_reason"] is not None
+
+
 def _request(state: PlannerInput, settings: Settings) -> ModelRequest:
+    if _replanning(state):
+        return _replan_request(state, settings)
     if settings.approve_plan and _unsaved():
         # Without a checkpointer the pause could never be resumed.
         raise ValueError(
@@ -42,26 +53,36 @@ def _request(state: PlannerInput, settings: Settings) -> ModelRequest:
     )
 
 
+def _steps(
+    request: ModelRequest, settings: Settings, reply: AIMessage
+) -> tuple[list[str], PlanFormat]:
+    """The steps of a plan the model wrote: in the JSON schema it was held to, else a list."""
+    structured = request.model is not settings.models.planner
+    steps = parse_json_plan(reply.text) if structured else None
+    if steps is not None:
+        return steps, "json"
+    return parse_plan(reply.text), "text"
+
+
 def _apply(
     state: PlannerInput,
     settings: Settings,
     request: ModelRequest,
     reply: AIMessage | Exception,
-) -> tuple[dict[str, Any], list[PlanReady]]:
+) -> tuple[dict[str, Any], list[ProgressEvent]]:
     """The update that starts the run (every output key set afresh) with its plan."""
+    if _replanning(state):
+        return _apply_replan(state, settings, request, reply)
     task, task_id = state["task"], request.metadata["task_id"]
     cursor = new_cursor(approved=not settings.approve_plan, started_at=request.meter.started_at)
     cursor["model_calls"] = request.meter.model_calls
     update = new_run(task_id, cursor)
-    model = settings.models.planner
     if isinstance(reply, Exception):
-        summary = f"Planning failed: {cap(describe_error(model, reply), MAX_TEXT_CHARS)}"
+        error = describe_error(settings.models.planner, reply)
+        summary = f"Planning failed: {cap(error, MAX_TEXT_CHARS)}"
         return {**update, "status": "failed", "summary": summary}, []
     cursor["run_usage"] = add_usage(cursor["run_usage"], [reply])
-    structured = request.model is not model
-    steps = parse_json_plan(reply.text) if structured else None
-    plan_format: PlanFormat = "json" if steps is not None else "text"
-    steps = steps if steps is not None else parse_plan(reply.text)
+    steps, plan_format = _steps(request, settings, reply)
     if not steps:
         return {**update, "status": "failed", "summary": "Planning produced no steps."}, []
     kept = steps[: settings.max_steps]
@@ -75,6 +96,55 @@ def _apply(
     }
     cursor["planned"] = len(steps)
     return {**update, "plan": kept}, [event]
+
+
+def _replan_request(state: PlannerInput, settings: Settings) -> ModelRequest:
+    cursor, done = state["cursor"], state["steps"]
+    model = settings.models.planner
+    return ModelRequest(
+        with_json_schema(model, PLAN_SCHEMA) or model,
+        replanner_prompt(
+            settings.prompts, state["task"], state["plan"], done, settings.max_steps - len(done)
+        ),
+        "planner",
+        {"task_id": state["task_id"], "replan": cursor["replans"] + 1},
+        Meter.of(cursor),
+    )
+
+
+def _apply_replan(
+    state: PlannerInput, settings: Settings, request: ModelRequest, reply: AIMessage | Exception
+) -> tuple[dict[str, Any], list[ProgressEvent]]:
+    """The plan with the steps not yet started replaced by the model's; the old ones kept
+    when the model gives none."""
+    cursor, plan, done = state["cursor"], state["plan"], len(state["steps"])
+    after: Cursor = {
+        **cursor,
+        "replans": cursor["replans"] + 1,
+        "replan_reason": None,
+        "model_calls": request.meter.model_calls,
+    }
+    if isinstance(reply, BudgetExhausted):
+        return {"cursor": {**after, "stopped": reply.spent}}, []
+    if isinstance(reply, Exception):
+        error = describe_error(settings.models.planner, reply)
+        logger.warning("the plan could not be revised, the run goes on with it: %s", error)
+        return {"cursor": after}, []
+    after["run_usage"] = add_usage(after["run_usage"], [reply])
+    steps, _ = _steps(request, settings, reply)
+    if not steps:
+        return {"cursor": after}, []
+    revised = [*plan[:done], *steps][: settings.max_steps]
+    after["planned"] = done + len(steps)
+    event: PlanRevised = {
+        "event": "agentic.plan_revised",
+        "task_id": state["task_id"],
+        "steps": revised,
+        "total": len(revised),
+        "reason": cursor["replan_reason"] or "",
+        "replan": after["replans"],
+    }
+    return {"plan": revised, "cursor": after}, [event]
 
 
 def plan(state: PlannerInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:

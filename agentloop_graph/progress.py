@@ -40,6 +40,18 @@ class PlanReady(TypedDict):
     """`json` when the model answered in the plan's JSON schema, else `text` (parsed list)."""
 
 
+class PlanRevised(TypedDict):
+    event: Literal["agentic.plan_revised"]
+    task_id: str
+    steps: list[str]
+    """The whole current plan: the ended steps, then the revision."""
+    total: int
+    reason: str
+    """The failure that caused the revision."""
+    replan: int
+    """1-based count of the run's replans."""
+
+
 class StepStarted(TypedDict):
     event: Literal["agentic.step_started"]
     task_id: str
@@ -94,7 +106,9 @@ class TaskComplete(TypedDict):
     """The run's limits and what it spent."""
 
 
-ProgressEvent = PlanReady | StepStarted | StepFailed | StepAdapted | StepComplete | TaskComplete
+ProgressEvent = (
+    PlanReady | PlanRevised | StepStarted | StepFailed | StepAdapted | StepComplete | TaskComplete
+)
 
 
 def has_handlers(config: RunnableConfig) -> bool:

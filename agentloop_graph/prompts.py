@@ -23,6 +23,15 @@ PLANNER = (
     "Task: {task}"
 )
 
+REPLANNER = (
+    "Task: {task}\n"
+    "Steps ended so far:\n{done}\n\n"
+    "Steps not yet started:\n{remaining}\n\n"
+    "A step failed. Write the steps that should replace the steps not yet started, so that "
+    "the task still gets done (at most {max_steps}). "
+    "Return ONLY the numbered list, one step per line, nothing else."
+)
+
 EXECUTOR = (
     "Task: {task}\n"
     "Step {step}/{total}: {description}\n"
@@ -46,6 +55,7 @@ SUMMARISER = (
 
 FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "planner": (frozenset({"task"}), frozenset({"max_steps"})),
+    "replanner": (frozenset({"task", "done", "remaining"}), frozenset({"max_steps"})),
     "executor": (frozenset({"task", "description"}), frozenset({"step", "total", "recent"})),
     "adapter": (frozenset({"description", "error"}), frozenset({"task", "step", "total"})),
     "summariser": (frozenset({"results"}), frozenset({"task"})),
@@ -66,6 +76,7 @@ class Prompts:
     """The templates each phase renders, and the system prompt sent before each of them."""
 
     planner: str = PLANNER
+    replanner: str = REPLANNER
     executor: str = EXECUTOR
     adapter: str = ADAPTER
     summariser: str = SUMMARISER
@@ -186,6 +197,18 @@ def _outcome(record: StepRecord, limit: int) -> str:
 def planner_prompt(prompts: Prompts, task: str, max_steps: int) -> PromptInput:
     """Asks for a numbered plan of at most `max_steps` steps."""
     return prompts.model_input(prompts.planner.format(task=task, max_steps=max_steps))
+
+
+def replanner_prompt(
+    prompts: Prompts, task: str, plan: Sequence[str], done: Sequence[StepRecord], max_steps: int
+) -> PromptInput:
+    """Asks for the steps to replace the ones not yet started, given how the others ended."""
+    ended = "\n".join(
+        f"{r['step_num']}. {r['description']}: {_outcome(r, RESULT_EXCERPT)}" for r in done
+    )
+    remaining = "\n".join(f"{n}. {step}" for n, step in enumerate(plan, 1) if n > len(done))
+    text = prompts.replanner.format(task=task, done=ended, remaining=remaining, max_steps=max_steps)
+    return prompts.model_input(text)
 
 
 def executor_prompt(

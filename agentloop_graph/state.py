@@ -119,6 +119,11 @@ class Cursor(OpenStep):
     """Model calls the run has made so far (each retry counts)."""
     stopped: Spent | None
     """The budget that stopped the run, or None."""
+    replans: int
+    """Replans made so far (`max_replans` bounds them)."""
+    replan_reason: str | None
+    """The failure of the step that just ended, while the planner is to revise the steps
+    not yet started; None otherwise."""
 
 
 Task = Annotated[str, DeltaChannel(latest)]
@@ -175,10 +180,14 @@ class AgentLoopState(OutputState):
 
 
 class PlannerInput(TypedDict):
-    """The planner's view (and, for its router, the plan it wrote)."""
+    """The planner's view (and, for its router, the plan it wrote); the run so far when it
+    revises the plan."""
 
     task: Task
     plan: Plan
+    task_id: NotRequired[str]
+    steps: NotRequired[Steps]
+    cursor: NotRequired[Cursor]
 
 
 class StepInput(TypedDict):
@@ -239,6 +248,8 @@ def new_cursor(*, approved: bool, started_at: float) -> Cursor:
         "run_usage": no_usage(),
         "model_calls": 0,
         "stopped": None,
+        "replans": 0,
+        "replan_reason": None,
     }
 
 

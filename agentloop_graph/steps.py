@@ -60,12 +60,14 @@ def end_step(
     started_at: float,
     reasoning: str | None = None,
     root_cause: bool = True,
+    max_replans: int = 0,
 ) -> tuple[dict[str, object], StepComplete]:
     """The update that records how the open step ended and moves on, and its event.
 
     `cursor` is the open step's, its token counts brought up to date. A failed step's
     `error` keeps the step's first failure beside the last (`root_cause`), unless the last
-    says all there is to say (a spent budget, no new approach).
+    says all there is to say (a spent budget, no new approach). A failed step with steps
+    after it sends the run to the planner while it has replans left (`max_replans`).
     """
     step = open_step(state)
     first = cursor["first_error"]
@@ -95,4 +97,12 @@ def end_step(
         "status": status,
         "usage": cursor["step_usage"],
     }
-    return {"steps": [record], "cursor": next_cursor(cursor)}, event
+    after = next_cursor(cursor)
+    if (
+        status == "failed"
+        and cursor["stopped"] is None
+        and cursor["replans"] < max_replans
+        and step < len(state["plan"])
+    ):
+        after["replan_reason"] = error
+    return {"steps": [record], "cursor": after}, event

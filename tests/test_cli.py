@@ -853,3 +853,24 @@ def test_spending_counts_calls_from_the_events() -> None:
     assert (
         spending.line() == "Spent: 4 model calls, 1,234 tokens, 1.3 s (limits: 1,000 tokens, 2.5 s)"
     )
+
+
+def test_max_replans_prints_the_revised_plan(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ScriptedChatModel(
+        responses={
+            "planner": ["1. bake\n2. frost", "1. buy a cake"],
+            "executor": [RuntimeError("the oven is broken"), "bought"],
+            "summariser": ["a cake"],
+        }
+    )
+    _use_model(monkeypatch, model)
+
+    argv = ["run", "a birthday", "--max-adaptations", "0", "--max-replans", "1"]
+    assert cli.main(argv) == 2
+
+    out = capsys.readouterr().out
+    assert "Plan (2 steps, revision 1):\n    1. bake\n    2. buy a cake\n" in out
+    assert "[2/2] buy a cake ...\n    ✓ done: bought" in out
+    assert "Spent: 5 model calls" in out  # plan, bake, replan, buy, answer

@@ -59,6 +59,7 @@ def test_studio_sees_every_context_field_with_a_description() -> None:
         "model",
         "max_steps",
         "max_adaptations",
+        "max_replans",
         "step_timeout",
         "summarise_with_model",
         "approve_plan",

@@ -317,7 +317,7 @@ def test_an_unknown_phase_is_rejected_naming_the_known_ones() -> None:
     with pytest.raises(
         ValueError,
         match=r"prompts names unknown phases \['plan', 'summarizer'\]; the phases are "
-        r"\['planner', 'executor', 'adapter', 'summariser'\]",
+        r"\['planner', 'replanner', 'executor', 'adapter', 'summariser'\]",
     ):
         create_agent_loop(
             ScriptedChatModel(), prompts={"summarizer": "{results}", "plan": "{task}"}

@@ -41,8 +41,10 @@ def test_nodes_and_edges() -> None:
         ("executor", "executor", True),
         ("executor", "adapter", True),
         ("executor", "summariser", True),
+        ("executor", "planner", True),
         ("adapter", "executor", True),
         ("adapter", "summariser", True),
+        ("adapter", "planner", True),
         ("summariser", "__end__", False),
     }
 
@@ -86,3 +88,19 @@ def prompts() -> dict[str, str]:
 )
 def test_rendered_prompt(prompts: dict[str, str], name: str) -> None:
     check_snapshot(f"prompt_{name}.txt", prompts[name])
+
+
+def test_rendered_replanner_prompt() -> None:
+    model = ScriptedChatModel(
+        responses={
+            "planner": [
+                numbered("Gather receipts", "Fill in the form", "Check totals", "File it"),
+                numbered("Ask an accountant to file it"),
+            ],
+            "executor": ["Found 12 receipts.", RuntimeError("form not found"), "Filed."],
+            "summariser": ["Taxes filed."],
+        }
+    )
+    loop = create_agent_loop(model, max_steps=4, max_adaptations=0, max_replans=1)
+    loop.invoke({"task": "File my taxes"})
+    check_snapshot("replanner_prompt.txt", model.calls_from("planner")[1].prompt)
