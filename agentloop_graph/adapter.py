@@ -10,6 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from agentloop_graph.budget import BudgetExhausted, Meter
 from agentloop_graph.calls import ModelRequest, acall_model, call_model
 from agentloop_graph.context import Settings
+from agentloop_graph.parallel import recorded
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, clean_answer
 from agentloop_graph.progress import RESULT_PREVIEW, ProgressEvent, StepAdapted, aemit, emit
 from agentloop_graph.prompts import adapter_prompt
@@ -102,7 +103,7 @@ def adapt(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[
     request = _request(state, settings)
     update, events = _apply(state, settings, request, call_model(request, config, settings))
     emit(config, *events)
-    return update
+    return recorded(state, update)
 
 
 async def aadapt(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
@@ -111,4 +112,4 @@ async def aadapt(state: StepInput, config: RunnableConfig, settings: Settings) -
     reply = await acall_model(request, config, settings)
     update, events = _apply(state, settings, request, reply)
     await aemit(config, *events)
-    return update
+    return recorded(state, update)

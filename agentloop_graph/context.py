@@ -52,6 +52,13 @@ class Context:
             description="Pause after planning until a person approves, edits or rejects the plan."
         ),
     ] = None
+    parallel: Annotated[
+        bool | None,
+        Field(description="Run independent steps at once, as the plan's dependencies allow."),
+    ] = None
+    max_parallel: Annotated[
+        int | None, Field(description="Steps a parallel run may run at once.")
+    ] = None
     max_replans: Annotated[
         int | None,
         Field(description="Times a failed step may have the steps not yet started replanned."),
@@ -110,6 +117,8 @@ class Settings:
     max_steps: int
     max_adaptations: int
     max_replans: int
+    parallel: bool
+    max_parallel: int
     step_timeout: float | None
     summarise_with_model: bool
     max_tool_rounds: int
@@ -128,6 +137,8 @@ _OVERRIDES = (
     "max_steps",
     "max_adaptations",
     "max_replans",
+    "parallel",
+    "max_parallel",
     "step_timeout",
     "summarise_with_model",
     "approve_plan",
@@ -139,6 +150,10 @@ def check_settings(settings: Settings) -> None:
     check_count("max_steps", settings.max_steps, 1)
     check_count("max_adaptations", settings.max_adaptations, 0)
     check_count("max_replans", settings.max_replans, 0)
+    check_count("max_parallel", settings.max_parallel, 1)
+    check_flag("parallel", settings.parallel)
+    if settings.parallel and settings.max_replans:
+        raise ValueError("max_replans works in sequential runs only, so far: not with parallel")
     check_count("max_tool_rounds", settings.max_tool_rounds, 0)
     check_count("max_retries", settings.max_retries, 0)
     check_seconds("step_timeout", settings.step_timeout)

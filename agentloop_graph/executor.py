@@ -24,6 +24,8 @@ from agentloop_graph.calls import (
     tool_error,
 )
 from agentloop_graph.context import Settings
+from agentloop_graph.dependencies import parse_dependency_plan
+from agentloop_graph.parallel import is_branch, recorded, waited_for
 from agentloop_graph.parsing import (
     MAX_RESULT_CHARS,
     MAX_TEXT_CHARS,
@@ -34,7 +36,7 @@ from agentloop_graph.parsing import (
     repeats_itself,
 )
 from agentloop_graph.progress import ProgressEvent, StepFailed, StepStarted, aemit, emit
-from agentloop_graph.prompts import PromptInput, executor_prompt
+from agentloop_graph.prompts import RECENT_STEPS, PromptInput, executor_prompt
 from agentloop_graph.state import Cursor, StepInput, StepStatus
 from agentloop_graph.steps import StepFailure, end_step, failure_text, open_step, spend
 
@@ -167,7 +169,14 @@ def _review(state: StepInput, settings: Settings) -> dict[str, Any]:
         return {"status": "cancelled", "summary": summary}
     plan = [cap(step.strip(), MAX_TEXT_CHARS) for step in answer]
     kept = plan[: settings.max_steps]
-    return {"plan": kept, "cursor": {**cursor, "approved": True, "planned": len(plan)}}
+    update = {"plan": kept, "cursor": {**cursor, "approved": True, "planned": len(plan)}}
+    if not cursor["max_parallel"]:
+        return update
+    # The person's steps may say what they wait for, as a planner's do: `(after 1)`.
+    steps, dependencies = parse_dependency_plan("\n".join(f"1. {step}" for step in kept))
+    if len(steps) != len(kept):
+        steps, dependencies = kept, [[n - 1] if n > 1 else [] for n in range(1, len(kept) + 1)]
+    return {**update, "plan": steps, "dependencies": dependencies}
 
 
 def _begin(state: StepInput, settings: Settings) -> tuple[Attempt, StepStarted]:
@@ -175,6 +184,8 @@ def _begin(state: StepInput, settings: Settings) -> tuple[Attempt, StepStarted]:
     step = open_step(state)
     number = cursor["attempt"] + 1
     description = cursor["description"] or plan[step - 1]
+    after = waited_for(state)
+    done, quoted = (state["steps"], RECENT_STEPS) if after is None else (after, len(after))
     attempt = Attempt(
         step=step,
         total=len(plan),
@@ -182,7 +193,7 @@ def _begin(state: StepInput, settings: Settings) -> tuple[Attempt, StepStarted]:
         number=number,
         started_at=cursor["step_started_at"] or time.time(),
         prompt=executor_prompt(
-            settings.prompts, state["task"], step, len(plan), description, state["steps"]
+            settings.prompts, state["task"], step, len(plan), description, done, quoted
         ),
         deadline=time.monotonic() + settings.step_timeout if settings.step_timeout else None,
         trace={"task_id": state["task_id"], "step": step, "attempt": number},
@@ -298,10 +309,20 @@ async def _aattempt(attempt: Attempt, config: RunnableConfig, settings: Settings
     raise AssertionError("unreachable: the last round fails in Attempt.answer")
 
 
-def execute(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
-    """Make one attempt at the open step and record what came of it."""
+def _between_waves(state: StepInput, settings: Settings) -> dict[str, Any] | None:
+    """The update of an execution that attempts no step, or None for an attempt: plan
+    approval, or a parallel run's turn between two waves (its router sends the next)."""
     if not state["cursor"]["approved"]:
         return _review(state, settings)
+    if state["cursor"]["max_parallel"] and not is_branch(state):
+        return {}
+    return None
+
+
+def execute(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
+    """Make one attempt at the open step and record what came of it."""
+    if (update := _between_waves(state, settings)) is not None:
+        return update
     attempt, started = _begin(state, settings)
     emit(config, started)
     try:
@@ -312,13 +333,13 @@ def execute(state: StepInput, config: RunnableConfig, settings: Settings) -> dic
         outcome = exc
     update, events = _end(state, settings, attempt, outcome)
     emit(config, *events)
-    return update
+    return recorded(state, update)
 
 
 async def aexecute(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
     """Async twin of `execute`."""
-    if not state["cursor"]["approved"]:
-        return _review(state, settings)
+    if (update := _between_waves(state, settings)) is not None:
+        return update
     attempt, started = _begin(state, settings)
     await aemit(config, started)
     try:
@@ -329,4 +350,4 @@ async def aexecute(state: StepInput, config: RunnableConfig, settings: Settings)
         outcome = exc
     update, events = _end(state, settings, attempt, outcome)
     await aemit(config, *events)
-    return update
+    return recorded(state, update)

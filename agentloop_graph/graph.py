@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -25,6 +25,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import get_runtime
+from langgraph.types import Send
 
 from agentloop_graph.adapter import aadapt, adapt
 from agentloop_graph.budget import Budget, as_budget
@@ -32,6 +33,7 @@ from agentloop_graph.compiled import AgentLoopGraph
 from agentloop_graph.context import Context, Models, Settings, check_settings, resolve
 from agentloop_graph.executor import aexecute, execute
 from agentloop_graph.models import DEFAULT_MODEL, for_phase, resolve_model
+from agentloop_graph.parallel import next_wave, was_sent
 from agentloop_graph.planner import aplan, plan
 from agentloop_graph.prompts import build_prompts
 from agentloop_graph.state import (
@@ -75,35 +77,52 @@ class Node(Runnable[Any, dict[str, Any]]):
         return await self._abody(input, config or {}, settings)
 
 
-class Router(Runnable[Any, str]):
+Route = Callable[[Any, RunnableConfig], str | list[Send]]
+
+
+class Router(Runnable[Any, str | list[Send]]):
     """A routing function usable under both `invoke` and `ainvoke`.
 
     A plain sync router would be sent to a worker thread under `ainvoke`, and an async
-    one fails under `invoke`; routing is pure, so both paths call it directly.
+    one fails under `invoke`; routing is pure, so both paths call it directly. Its
+    destinations, for the drawing, are the node names its `Literal` return type lists.
     """
 
-    def __init__(self, route: Callable[[Any], str]) -> None:
+    def __init__(self, route: Route) -> None:
         self.name = route.__name__
         self._route = route
-        self.destinations = list(get_args(get_type_hints(route)["return"]))
+        returns = get_type_hints(route)["return"]
+        names = [arg for arg in (returns, *get_args(returns)) if get_origin(arg) is Literal]
+        self.destinations = list(get_args(names[0]))
 
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> str:
-        return self._route(input)
+    def invoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> str | list[Send]:
+        return self._route(input, config or {})
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> str:
-        return self._route(input)
+    async def ainvoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> str | list[Send]:
+        return self._route(input, config or {})
 
 
-def route_after_planner(state: PlannerInput) -> Literal["executor", "summariser"]:
+def route_after_planner(
+    state: PlannerInput, config: RunnableConfig
+) -> Literal["executor", "summariser"]:
     """Execute the plan, or summarise a planning failure (or a replan the budget refused)."""
     cursor = state.get("cursor")
     stopped = cursor is not None and cursor["stopped"] is not None
     return "executor" if state.get("plan") and not stopped else "summariser"
 
 
-def route_after_adapter(state: StepInput) -> Literal["executor", "planner", "summariser"]:
+def route_after_adapter(
+    state: StepInput, config: RunnableConfig
+) -> Literal["executor", "planner", "summariser"]:
     """Replan after a failed step (with replans left), attempt the open or next step, or
-    summarise once every step has ended (or the budget is spent)."""
+    summarise once every step has ended (or the budget is spent). In a parallel run, the
+    executor plans the next wave once every step of this one has ended."""
+    if state["cursor"]["max_parallel"]:
+        return "executor"
     if state["cursor"]["replan_reason"] is not None:
         return "planner"
     more = len(state["steps"]) < len(state["plan"])
@@ -111,14 +130,19 @@ def route_after_adapter(state: StepInput) -> Literal["executor", "planner", "sum
 
 
 def route_after_executor(
-    state: StepInput,
-) -> Literal["executor", "adapter", "planner", "summariser"]:
-    """Adapt a failed step that may still be revised, else go on like the adapter."""
+    state: StepInput, config: RunnableConfig
+) -> Literal["executor", "adapter", "planner", "summariser"] | list[Send]:
+    """Adapt a failed step that may still be revised, else go on like the adapter. In a
+    parallel run, a step's attempt goes on to the executor's turn between waves, whose
+    router sends the next wave: each step's next attempt or adaptation, and the steps
+    ready to start."""
+    if state["cursor"]["max_parallel"]:
+        return "executor" if was_sent(config) else next_wave(state)
     if state["cursor"]["needs_adaptation"]:
         return "adapter"
     if state["status"] == "cancelled":
         return "summariser"
-    return route_after_adapter(state)
+    return route_after_adapter(state, config)
 
 
 def _as_tools(tools: object) -> dict[str, BaseTool]:
@@ -165,6 +189,8 @@ def create_agent_loop(
     max_steps: int = 10,
     max_adaptations: int = 1,
     max_replans: int = 0,
+    parallel: bool = False,
+    max_parallel: int = 4,
     step_timeout: float | None = None,
     summarise_with_model: bool = True,
     max_tool_rounds: int = 5,
@@ -193,6 +219,9 @@ def create_agent_loop(
         max_adaptations: Adapter calls allowed per failed step.
         max_replans: Times a run may revise its plan: when a step ends failed and steps
             have not started, the planner replaces them, given what was done (0: never).
+        parallel: Plan steps with dependencies and run each step once the steps it waits
+            for have ended, many at once (each attempt its own `executor` execution).
+        max_parallel: Steps a parallel run may run at once.
         step_timeout: Seconds allowed per executor attempt; exceeding it fails the attempt.
         summarise_with_model: Ask the model for a final `answer` after the steps.
         max_tool_rounds: Tool-calling rounds allowed within one attempt.
@@ -275,6 +304,8 @@ def create_agent_loop(
         max_steps=max_steps,
         max_adaptations=max_adaptations,
         max_replans=max_replans,
+        parallel=parallel,
+        max_parallel=max_parallel,
         step_timeout=step_timeout,
         summarise_with_model=summarise_with_model,
         max_tool_rounds=max_tool_rounds,

@@ -11,15 +11,28 @@ from typing import Any
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
+from langgraph.types import Overwrite
 
 from agentloop_graph.budget import BudgetExhausted, Meter
 from agentloop_graph.calls import ModelRequest, acall_model, call_model
 from agentloop_graph.context import Settings
+from agentloop_graph.dependencies import (
+    DEPENDENCY_PLAN_SCHEMA,
+    parse_dependency_plan,
+    parse_json_dependency_plan,
+)
 from agentloop_graph.models import describe_error, with_json_schema
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, parse_json_plan, parse_plan
 from agentloop_graph.progress import PlanFormat, PlanReady, PlanRevised, ProgressEvent, aemit, emit
 from agentloop_graph.prompts import PLAN_SCHEMA, planner_prompt, replanner_prompt
-from agentloop_graph.state import Cursor, PlannerInput, add_usage, new_cursor, new_run
+from agentloop_graph.state import (
+    Cursor,
+    PlannerInput,
+    add_usage,
+    new_cursor,
+    new_run,
+    no_spending,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +57,10 @@ def _request(state: PlannerInput, settings: Settings) -> ModelRequest:
             "(or nest the loop in a graph that has one) and a thread_id in the config"
         )
     model = settings.models.planner
+    schema = DEPENDENCY_PLAN_SCHEMA if settings.parallel else PLAN_SCHEMA
     return ModelRequest(
-        with_json_schema(model, PLAN_SCHEMA) or model,
-        planner_prompt(settings.prompts, state["task"], settings.max_steps),
+        with_json_schema(model, schema) or model,
+        planner_prompt(settings.prompts, state["task"], settings.max_steps, settings.parallel),
         "planner",
         {"task_id": uuid.uuid4().hex[:12]},
         Meter(model_calls=0, tokens=0, started_at=time.time()),
@@ -62,6 +76,17 @@ def _steps(
     if steps is not None:
         return steps, "json"
     return parse_plan(reply.text), "text"
+
+
+def _dependency_steps(
+    request: ModelRequest, settings: Settings, reply: AIMessage
+) -> tuple[list[str], list[list[int]], PlanFormat]:
+    """`_steps` for a parallel run: each step with the steps it waits for."""
+    structured = request.model is not settings.models.planner
+    plan = parse_json_dependency_plan(reply.text) if structured else None
+    if plan is not None:
+        return *plan, "json"
+    return *parse_dependency_plan(reply.text), "text"
 
 
 def _apply(
@@ -82,7 +107,10 @@ def _apply(
         summary = f"Planning failed: {cap(error, MAX_TEXT_CHARS)}"
         return {**update, "status": "failed", "summary": summary}, []
     cursor["run_usage"] = add_usage(cursor["run_usage"], [reply])
-    steps, plan_format = _steps(request, settings, reply)
+    if settings.parallel:
+        steps, dependencies, plan_format = _dependency_steps(request, settings, reply)
+    else:
+        (steps, plan_format), dependencies = _steps(request, settings, reply), []
     if not steps:
         return {**update, "status": "failed", "summary": "Planning produced no steps."}, []
     kept = steps[: settings.max_steps]
@@ -95,7 +123,16 @@ def _apply(
         "plan_format": plan_format,
     }
     cursor["planned"] = len(steps)
-    return {**update, "plan": kept}, [event]
+    if not settings.parallel:
+        return {**update, "plan": kept}, [event]
+    cursor["max_parallel"] = settings.max_parallel
+    event["dependencies"] = dependencies[: len(kept)]  # each waits only for earlier steps
+    parallel = {
+        "dependencies": event["dependencies"],
+        "open_steps": Overwrite({}),
+        "spending": Overwrite(no_spending()),
+    }
+    return {**update, "plan": kept, **parallel}, [event]
 
 
 def _replan_request(state: PlannerInput, settings: Settings) -> ModelRequest:

@@ -10,7 +10,7 @@ run has callback handlers, dispatched as a LangChain custom event (`on_custom_ev
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.runnables import RunnableConfig
@@ -38,6 +38,8 @@ class PlanReady(TypedDict):
     total: int
     plan_format: PlanFormat
     """`json` when the model answered in the plan's JSON schema, else `text` (parsed list)."""
+    dependencies: NotRequired[list[list[int]]]
+    """Parallel runs: for each step, the steps it waits for."""
 
 
 class PlanRevised(TypedDict):

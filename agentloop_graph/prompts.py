@@ -194,9 +194,20 @@ def _outcome(record: StepRecord, limit: int) -> str:
     return record["result"][:limit]
 
 
-def planner_prompt(prompts: Prompts, task: str, max_steps: int) -> PromptInput:
-    """Asks for a numbered plan of at most `max_steps` steps."""
-    return prompts.model_input(prompts.planner.format(task=task, max_steps=max_steps))
+DEPENDENCY_HINT = (
+    "\n\nSteps may run at the same time. End each step with the numbers of the steps "
+    "whose results it needs, as (after 1, 2), or with (after none) if it needs none."
+)
+"""Added to the planner's prompt in a parallel run (`parallel=True`)."""
+
+
+def planner_prompt(
+    prompts: Prompts, task: str, max_steps: int, parallel: bool = False
+) -> PromptInput:
+    """Asks for a numbered plan of at most `max_steps` steps (saying, when they may run in
+    parallel, which steps each needs first)."""
+    text = prompts.planner.format(task=task, max_steps=max_steps)
+    return prompts.model_input(text + DEPENDENCY_HINT if parallel else text)
 
 
 def replanner_prompt(
@@ -212,10 +223,17 @@ def replanner_prompt(
 
 
 def executor_prompt(
-    prompts: Prompts, task: str, step: int, total: int, description: str, done: Sequence[StepRecord]
+    prompts: Prompts,
+    task: str,
+    step: int,
+    total: int,
+    description: str,
+    done: Sequence[StepRecord],
+    quoted: int = RECENT_STEPS,
 ) -> PromptInput:
-    """One attempt at a step, quoting only the last few results."""
-    recent = done[-RECENT_STEPS:]
+    """One attempt at a step, quoting the last `quoted` results of `done` (in a parallel
+    run, `done` is the steps it waits for, all quoted)."""
+    recent = done[-quoted:] if quoted else []
     lines = [f"Step {r['step_num']}: {_outcome(r, RESULT_EXCERPT)}" for r in recent] or [
         "(none yet)"
     ]

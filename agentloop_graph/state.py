@@ -46,6 +46,15 @@ def add_usage(total: Usage, replies: Sequence[AIMessage]) -> Usage:
     return spent
 
 
+def combined(usage: Usage, more: Usage, sign: int = 1) -> Usage:
+    """`usage` plus `more` (minus, with `sign=-1`)."""
+    return {
+        "input_tokens": usage["input_tokens"] + sign * more["input_tokens"],
+        "output_tokens": usage["output_tokens"] + sign * more["output_tokens"],
+        "total_tokens": usage["total_tokens"] + sign * more["total_tokens"],
+    }
+
+
 def append_steps(steps: list[StepRecord], writes: Sequence[list[StepRecord]]) -> list[StepRecord]:
     """Reducer of `steps`: each write appends records (reset with `Overwrite([])`)."""
     return [*steps, *(record for write in writes for record in write)]
@@ -124,6 +133,41 @@ class Cursor(OpenStep):
     replan_reason: str | None
     """The failure of the step that just ended, while the planner is to revise the steps
     not yet started; None otherwise."""
+    max_parallel: int
+    """Steps that may run at once in a parallel run (`parallel=True`), 0 in a sequential one:
+    fixed when the plan is made."""
+
+
+class Spending(TypedDict):
+    """What the steps of a parallel run have spent beyond the cursor's counts: each step
+    adds its own, as steps running at once cannot all write the cursor."""
+
+    model_calls: int
+    usage: Usage
+    stopped: Spent | None
+    """The budget a step found spent, or None."""
+
+
+def no_spending() -> Spending:
+    """Nothing spent."""
+    return {"model_calls": 0, "usage": no_usage(), "stopped": None}
+
+
+def add_spending(total: Spending, more: Spending) -> Spending:
+    """Reducer of `spending`: counts add up; the first spent budget stays."""
+    return {
+        "model_calls": total["model_calls"] + more["model_calls"],
+        "usage": combined(total["usage"], more["usage"]),
+        "stopped": total["stopped"] or more["stopped"],
+    }
+
+
+def merge_open_steps(
+    steps: dict[str, OpenStep], more: dict[str, OpenStep | None]
+) -> dict[str, OpenStep]:
+    """Reducer of `open_steps`: each step writes its own entry, None once it has ended."""
+    merged = {**steps, **more}
+    return {step: entry for step, entry in merged.items() if entry is not None}
 
 
 Task = Annotated[str, DeltaChannel(latest)]
@@ -144,7 +188,8 @@ class InputState(TypedDict):
 
 
 class OutputState(TypedDict):
-    """What every run returns; every key is always present."""
+    """What every run returns; every key is always present (`dependencies` in every run of
+    a parallel loop)."""
 
     task_id: str
     """Short id of the run, also carried by every progress event."""
@@ -166,6 +211,8 @@ class OutputState(TypedDict):
     """Tokens of every model call of the run."""
     messages: Annotated[list[AnyMessage], add_messages]
     """Input messages with an AI message carrying the answer or summary appended."""
+    dependencies: NotRequired[list[list[int]]]
+    """Parallel runs: for each planned step, the steps it waits for (1-based)."""
 
 
 class AgentLoopState(OutputState):
@@ -173,6 +220,10 @@ class AgentLoopState(OutputState):
 
     cursor: NotRequired[Cursor]
     """Progress through the plan, written by the planner; internal to the loop."""
+    open_steps: NotRequired[Annotated[dict[str, OpenStep], merge_open_steps]]
+    """Parallel runs: the steps begun and not ended, by step number."""
+    spending: NotRequired[Annotated[Spending, add_spending]]
+    """Parallel runs: what the steps have spent."""
 
 
 # What each node reads (its router reads the same). A node reads only these channels,
@@ -191,7 +242,8 @@ class PlannerInput(TypedDict):
 
 
 class StepInput(TypedDict):
-    """The executor's and the adapter's view (and their routers')."""
+    """The executor's and the adapter's view (and their routers'). In a parallel run a
+    step's attempt gets a `Branch` instead."""
 
     task_id: str
     task: Task
@@ -199,6 +251,18 @@ class StepInput(TypedDict):
     steps: Steps
     cursor: Cursor
     status: RunStatus | None
+    dependencies: NotRequired[list[list[int]]]
+    open_steps: NotRequired[dict[str, OpenStep]]
+    spending: NotRequired[Spending]
+
+
+class Branch(StepInput):
+    """One step of a parallel run, as LangGraph `Send`s it to the executor or adapter: the
+    step's own progress in `cursor`, the run's counts brought up to date, `steps` empty."""
+
+    step: int
+    after: list[StepRecord]
+    """The records of the steps it waits for."""
 
 
 class SummariserInput(StepInput):
@@ -250,6 +314,7 @@ def new_cursor(*, approved: bool, started_at: float) -> Cursor:
         "stopped": None,
         "replans": 0,
         "replan_reason": None,
+        "max_parallel": 0,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from langchain_core.messages import AIMessage
 
@@ -45,8 +46,10 @@ def spend(cursor: Cursor, replies: list[AIMessage], meter: Meter) -> Cursor:
 
 
 def open_step(state: StepInput) -> int:
-    """The 1-based number of the step being worked on."""
-    return len(state["steps"]) + 1
+    """The 1-based number of the step being worked on (a parallel run's branch names it)."""
+    named: Mapping[str, object] = state
+    step = named.get("step")
+    return step if isinstance(step, int) else len(state["steps"]) + 1
 
 
 def end_step(

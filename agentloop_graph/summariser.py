@@ -9,10 +9,12 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.types import Overwrite
 
 from agentloop_graph.budget import BudgetExhausted, Meter, report
 from agentloop_graph.calls import ModelRequest, acall_model, call_model
 from agentloop_graph.context import Settings
+from agentloop_graph.parallel import settled
 from agentloop_graph.parsing import MAX_RESULT_CHARS, MAX_TEXT_CHARS, cap, clean_answer
 from agentloop_graph.progress import SUMMARY_PREVIEW, TaskComplete, aemit, emit
 from agentloop_graph.prompts import summariser_prompt
@@ -103,7 +105,7 @@ def _apply(
         "usage": usage,
         "budget": report(settings.budget, meter),
     }
-    update = {
+    update: dict[str, Any] = {
         "summary": summary,
         "status": status,
         "answer": answer,
@@ -111,11 +113,22 @@ def _apply(
         "usage": usage,
         "messages": [AIMessage(answer or summary)],
     }
+    if cursor["max_parallel"]:
+        update["steps"] = Overwrite(state["steps"])  # in plan order, as `_joined` made them
     return update, event
+
+
+def _joined(state: SummariserInput) -> SummariserInput:
+    """The run as one cursor and its steps in plan order, however parallel steps ended."""
+    if not state["cursor"]["max_parallel"]:
+        return state
+    steps = sorted(state["steps"], key=lambda record: record["step_num"])
+    return {**state, "cursor": settled(state), "steps": steps}
 
 
 def summarise(state: SummariserInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
     """Close the run: summary, status, answer, duration, the final AI message."""
+    state = _joined(state)
     request = _request(state, settings)
     reply = None if request is None else call_model(request, config, settings)
     update, event = _apply(state, settings, request, reply)
@@ -127,6 +140,7 @@ async def asummarise(
     state: SummariserInput, config: RunnableConfig, settings: Settings
 ) -> dict[str, Any]:
     """Async twin of `summarise`."""
+    state = _joined(state)
     request = _request(state, settings)
     reply = None if request is None else await acall_model(request, config, settings)
     update, event = _apply(state, settings, request, reply)

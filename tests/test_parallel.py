@@ -1,0 +1,220 @@
+"""Plans as dependency graphs (`parallel=True`): ready steps run at once, in waves."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+from agentloop_graph import Budget, Context, create_agent_loop
+from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
+from tests.helpers import OUTPUT_KEYS, Run
+
+FAN_OUT = "1. fetch A (after none)\n2. fetch B (after none)\n3. fetch C\n4. compare (after 1, 2, 3)"
+"""Three steps that wait for nothing (an unmarked one included, once any step is marked),
+and one that joins them."""
+
+
+def step_of(call: ModelCall) -> str:
+    """The step an executor call attempts (`Step i/N: <description>` is its second line)."""
+    return call.prompt.split("\n")[1].split(": ", 1)[1]
+
+
+def scripted(plan: str = FAN_OUT, latency: dict[str, float] | None = None, **more: Any) -> Any:
+    def answer(call: ModelCall) -> Any:
+        if call.node == "planner":
+            return plan
+        if call.node == "summariser":
+            return "all done"
+        if call.node == "executor":
+            step = step_of(call)
+            reply = more.get(step, f"found {step}")
+            return Slow(latency[step], reply) if latency and step in latency else reply
+        return more.get("adapter", "another way")
+
+    return ScriptedChatModel(responses=answer)
+
+
+def events_of(graph: Any, is_async: bool, **kwargs: Any) -> list[dict[str, Any]]:
+    if not is_async:
+        return list(graph.stream({"task": "t"}, stream_mode="custom", **kwargs))
+
+    async def collect() -> list[dict[str, Any]]:
+        return [e async for e in graph.astream({"task": "t"}, stream_mode="custom", **kwargs)]
+
+    return asyncio.run(collect())
+
+
+def by_step(events: list[dict[str, Any]]) -> dict[int, list[str]]:
+    steps: dict[int, list[str]] = {}
+    for event in events:
+        if "step" in event:
+            steps.setdefault(event["step"], []).append(event["event"].removeprefix("agentic."))
+    return steps
+
+
+def test_independent_steps_run_at_once_and_the_join_after_them(run: Run) -> None:
+    model = scripted()
+    out = run(create_agent_loop(model, parallel=True), {"task": "t"})
+    assert out["dependencies"] == [[], [], [], [1, 2, 3]]
+    assert out["status"] == "completed"
+    assert [s["result"] for s in out["steps"]] == [
+        "found fetch A",
+        "found fetch B",
+        "found fetch C",
+        "found compare",
+    ]
+    # The join's prompt quotes the results of the steps it waits for, all of them.
+    join = next(c for c in model.calls_from("executor") if step_of(c) == "compare")
+    assert "Step 1: found fetch A\nStep 2: found fetch B\nStep 3: found fetch C" in join.prompt
+    assert set(out) == OUTPUT_KEYS | {"dependencies"}
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_a_wave_starts_together_and_events_keep_their_order_within_a_step(is_async: bool) -> None:
+    latency = {"fetch A": 0.3, "fetch B": 0.1, "fetch C": 0.2}
+    graph = create_agent_loop(scripted(latency=latency), parallel=True)
+    events = events_of(graph, is_async)
+    names = [(e["event"], e.get("step")) for e in events]
+    assert names[:4] == [
+        ("agentic.plan_ready", None),
+        ("agentic.step_started", 1),
+        ("agentic.step_started", 2),
+        ("agentic.step_started", 3),
+    ]
+    # They ran at once: each finished in the order of its latency.
+    finished = [step for event, step in names if event == "agentic.step_complete"]
+    assert finished == [2, 3, 1, 4]
+    assert all(seq == ["step_started", "step_complete"] for seq in by_step(events).values())
+    assert events[0]["dependencies"] == [[], [], [], [1, 2, 3]]
+    assert names[-1] == ("agentic.task_complete", None)
+
+
+def test_steps_come_out_in_plan_order_whatever_order_they_ended(run: Run) -> None:
+    slow_first = run(
+        create_agent_loop(scripted(latency={"fetch A": 0.2}), parallel=True), {"task": "t"}
+    )
+    slow_last = run(
+        create_agent_loop(scripted(latency={"fetch C": 0.2}), parallel=True), {"task": "t"}
+    )
+    for out in (slow_first, slow_last):
+        assert [s["step_num"] for s in out["steps"]] == [1, 2, 3, 4]
+
+    def without_times(out: dict[str, Any]) -> dict[str, Any]:
+        steps = [{**s, "duration_ms": 0} for s in out["steps"]]
+        return {**out, "steps": steps, "total_duration_ms": 0, "task_id": "", "messages": []}
+
+    assert without_times(slow_first) == without_times(slow_last)
+
+
+def test_at_most_max_parallel_steps_run_at_once() -> None:
+    plan = "\n".join(f"{n}. s{n} (after none)" for n in range(1, 6))
+    graph = create_agent_loop(scripted(plan), parallel=True, max_parallel=2)
+    running, most = set(), 0
+    for event in graph.stream({"task": "t"}, stream_mode="custom"):
+        if event["event"] == "agentic.step_started":
+            running.add(event["step"])
+        elif event["event"] == "agentic.step_complete":
+            running.discard(event["step"])
+        most = max(most, len(running))
+    assert most == 2
+
+
+def test_an_unmarked_plan_runs_in_sequence(run: Run) -> None:
+    model = scripted("1. a\n2. b\n3. c")
+    out = run(create_agent_loop(model, parallel=True), {"task": "t"})
+    assert out["dependencies"] == [[], [1], [2]]
+    assert [step_of(c) for c in model.calls_from("executor")] == ["a", "b", "c"]
+
+
+def test_a_step_runs_even_when_a_step_it_waits_for_failed(run: Run) -> None:
+    model = scripted(**{"fetch B": RuntimeError("B is down")})
+    loop = create_agent_loop(model, parallel=True, max_adaptations=0)
+    out = run(loop, {"task": "t"})
+    assert [s["status"] for s in out["steps"]] == ["completed", "failed", "completed", "completed"]
+    assert out["status"] == "partial"
+    join = next(c for c in model.calls_from("executor") if step_of(c) == "compare")
+    assert "Step 2: FAILED (RuntimeError: B is down)" in join.prompt
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_a_failed_step_is_adapted_on_its_own(is_async: bool) -> None:
+    tries: dict[str, int] = {}
+
+    def answer(call: ModelCall) -> Any:
+        if call.node == "planner":
+            return FAN_OUT
+        if call.node == "adapter":
+            return "fetch B from the mirror"
+        if call.node == "summariser":
+            return "done"
+        step = step_of(call)
+        tries[step] = tries.get(step, 0) + 1
+        return RuntimeError("B is down") if step == "fetch B" else f"found {step}"
+
+    model = ScriptedChatModel(responses=answer)
+    events = events_of(create_agent_loop(model, parallel=True), is_async)
+    assert by_step(events)[2] == [
+        "step_started",
+        "step_failed",
+        "step_adapted",
+        "step_started",
+        "step_complete",
+    ]
+    assert by_step(events)[1] == ["step_started", "step_complete"]
+    complete = [e for e in events if e["event"] == "agentic.step_complete"]
+    assert {e["step"]: e["status"] for e in complete}[2] == "adapted"
+    # The join waited for the adapted step.
+    assert [e["step"] for e in complete][-1] == 4
+
+
+def test_context_turns_parallel_on_for_one_run(run: Run) -> None:
+    loop = create_agent_loop(scripted())
+    sequential = run(loop, {"task": "t"})
+    assert "dependencies" not in sequential and set(sequential) == OUTPUT_KEYS
+    parallel = run(loop, {"task": "t"}, context=Context(parallel=True, max_parallel=2))
+    assert parallel["dependencies"] == [[], [], [], [1, 2, 3]]
+
+
+def test_a_spent_budget_fails_the_step_it_refuses_and_starts_no_other(run: Run) -> None:
+    plan = FAN_OUT + "\n5. report (after 4)"
+    model = scripted(plan)
+    # The plan and the first wave's three attempts fit; the join's would be the fifth call.
+    loop = create_agent_loop(model, parallel=True, budget=Budget(max_model_calls=4))
+    out = run(loop, {"task": "t"})
+    assert len(model.calls) == 4
+    assert [s["status"] for s in out["steps"]] == ["completed"] * 3 + ["failed"]
+    assert out["steps"][3]["error"] == "budget exhausted: model calls"
+    assert out["status"] == "partial"
+    assert out["summary"].endswith("Stopped: model calls budget spent.")
+
+
+def test_model_calls_and_tokens_add_up_across_steps() -> None:
+    graph = create_agent_loop(scripted(), parallel=True)
+    events = list(graph.stream({"task": "t"}, stream_mode="custom"))
+    assert events[-1]["budget"]["spent"]["model_calls"] == 6  # plan, 4 steps, answer
+
+
+def test_plan_approval_in_a_parallel_run() -> None:
+    graph = create_agent_loop(
+        scripted(), parallel=True, approve_plan=True, checkpointer=InMemorySaver()
+    )
+    config = {"configurable": {"thread_id": "p"}}
+    graph.invoke({"task": "t"}, config)
+    edited = ["look (after none)", "leap (after none)", "land (after 1, 2)"]
+    out = graph.invoke(Command(resume=edited), config)
+    assert out["plan"] == ["look", "leap", "land"]
+    assert out["dependencies"] == [[], [], [1, 2]]
+    assert out["status"] == "completed"
+
+
+def test_parallel_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_parallel"):
+        create_agent_loop(scripted(), parallel=True, max_parallel=0)
+    with pytest.raises(ValueError, match="parallel"):
+        create_agent_loop(scripted(), parallel="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_replans"):
+        create_agent_loop(scripted(), parallel=True, max_replans=1)
