@@ -78,6 +78,9 @@ class StepRecord(TypedDict):
     """`completed`, `adapted` (a revised step succeeded) or `failed`."""
     duration_ms: int
     """Wall time from the step's first attempt to its end, adaptations included."""
+    started_ms: int
+    """When the step's first attempt began, in ms since planning began (steps of a parallel
+    run overlap)."""
     attempts: int
     """Executor attempts made for the step."""
     error: str | None

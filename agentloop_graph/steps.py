@@ -84,6 +84,7 @@ def end_step(
         "result": result,
         "status": status,
         "duration_ms": int((time.time() - started_at) * 1000),
+        "started_ms": int((started_at - cursor["started_at"]) * 1000),
         "attempts": attempts,
         "error": error,
         "adaptation": cursor["description"],

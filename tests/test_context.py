@@ -60,6 +60,8 @@ def test_studio_sees_every_context_field_with_a_description() -> None:
         "max_steps",
         "max_adaptations",
         "max_replans",
+        "parallel",
+        "max_parallel",
         "step_timeout",
         "summarise_with_model",
         "approve_plan",

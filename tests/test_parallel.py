@@ -104,7 +104,7 @@ def test_steps_come_out_in_plan_order_whatever_order_they_ended(run: Run) -> Non
         assert [s["step_num"] for s in out["steps"]] == [1, 2, 3, 4]
 
     def without_times(out: dict[str, Any]) -> dict[str, Any]:
-        steps = [{**s, "duration_ms": 0} for s in out["steps"]]
+        steps = [{**s, "duration_ms": 0, "started_ms": 0} for s in out["steps"]]
         return {**out, "steps": steps, "total_duration_ms": 0, "task_id": "", "messages": []}
 
     assert without_times(slow_first) == without_times(slow_last)
