@@ -152,8 +152,6 @@ def check_settings(settings: Settings) -> None:
     check_count("max_replans", settings.max_replans, 0)
     check_count("max_parallel", settings.max_parallel, 1)
     check_flag("parallel", settings.parallel)
-    if settings.parallel and settings.max_replans:
-        raise ValueError("max_replans works in sequential runs only, so far: not with parallel")
     check_count("max_tool_rounds", settings.max_tool_rounds, 0)
     check_count("max_retries", settings.max_retries, 0)
     check_seconds("step_timeout", settings.step_timeout)

@@ -17,8 +17,10 @@ from agentloop_graph.parsing import (
     _tidy,
     cap,
     clean_answer,
+    parse_json_plan,
     parse_plan,
 )
+from agentloop_graph.progress import PlanFormat
 
 _STEP = {
     "type": "object",
@@ -152,3 +154,18 @@ def kept_dependencies(dependencies: list[list[int]], ended: set[int]) -> list[li
     a revision keeps, before its new steps (waits on steps that did not end are dropped)."""
     mapping = {old: new for new, old in enumerate(sorted(ended), 1)}
     return [[mapping[dep] for dep in dependencies[old - 1] if dep in mapping] for old in mapping]
+
+
+def read_plan(
+    text: str, *, structured: bool, parallel: bool, offset: int = 0
+) -> tuple[list[str], list[list[int]], PlanFormat]:
+    """The steps of the planner's reply, the steps each waits for (in a parallel run; else
+    none), and whether the reply was the JSON the model was held to (`structured`) or a list.
+    """
+    if not parallel:
+        steps = parse_json_plan(text) if structured else None
+        return (steps, [], "json") if steps is not None else (parse_plan(text), [], "text")
+    plan = parse_json_dependency_plan(text, offset=offset) if structured else None
+    if plan is not None:
+        return *plan, "json"
+    return *parse_dependency_plan(text, offset=offset), "text"

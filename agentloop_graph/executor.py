@@ -25,7 +25,7 @@ from agentloop_graph.calls import (
 )
 from agentloop_graph.context import Settings
 from agentloop_graph.dependencies import parse_dependency_plan
-from agentloop_graph.parallel import is_branch, recorded, waited_for
+from agentloop_graph.parallel import is_branch, recorded, replan_due, waited_for
 from agentloop_graph.parsing import (
     MAX_RESULT_CHARS,
     MAX_TEXT_CHARS,
@@ -315,7 +315,7 @@ def _between_waves(state: StepInput, settings: Settings) -> dict[str, Any] | Non
     if not state["cursor"]["approved"]:
         return _review(state, settings)
     if state["cursor"]["max_parallel"] and not is_branch(state):
-        return {}
+        return replan_due(state, settings.max_replans)
     return None
 
 

@@ -22,6 +22,7 @@ from agentloop_graph.state import (
     Branch,
     Cursor,
     OpenStep,
+    PlannerInput,
     Spending,
     StepInput,
     StepRecord,
@@ -51,10 +52,10 @@ def was_sent(config: RunnableConfig) -> bool:
     return PUSH in config.get("metadata", {}).get("langgraph_triggers", ())
 
 
-def settled(state: StepInput) -> Cursor:
+def settled(state: StepInput | PlannerInput) -> Cursor:
     """The run's cursor with what the steps of a parallel run spent added to its counts."""
     cursor, spending = state["cursor"], state.get("spending")
-    if spending is None:
+    if not spending:  # a sequential run's: LangGraph starts the channel as an empty dict
         return cursor
     return {
         **cursor,
@@ -82,17 +83,45 @@ def _branch(
     return Send(node, branch)
 
 
-def next_wave(state: StepInput) -> list[Send] | Literal["summariser"]:
+def replan_due(state: StepInput, max_replans: int) -> dict[str, Any]:
+    """The update that has a parallel run replanned once no step is running: a step failed
+    since the last look, replans are left and steps have not started. A replan replaces
+    only steps that have not started, so it waits for the steps running now."""
+    cursor = state["cursor"]
+    failed = [record for record in state["steps"] if record["status"] == "failed"]
+    if len(failed) == cursor["failed_seen"]:
+        return {}
+    begun = len(state["steps"]) + len(state.get("open_steps") or {})
+    due = (
+        cursor["replans"] < max_replans
+        and begun < len(state["plan"])
+        and settled(state)["stopped"] is None
+    )
+    reason = failed[-1]["error"] if due else None
+    return {
+        "cursor": {
+            **cursor,
+            "failed_seen": len(failed),
+            "replan_reason": cursor["replan_reason"] or reason,
+        }
+    }
+
+
+def next_wave(state: StepInput) -> list[Send] | Literal["planner", "summariser"]:
     """The next attempt or adaptation of every open step, and the steps whose dependencies
     have all ended (at most `max_parallel` running in all); the summariser once none is left.
 
-    A spent budget starts no new step; open steps go on, to be refused their next call.
+    A spent budget starts no new step; open steps go on, to be refused their next call. A
+    replan that is due starts none either, and runs once no step is open.
     """
     cursor = settled(state)
     ended = {record["step_num"]: record for record in state["steps"]}
     open_steps = {int(step): progress for step, progress in (state.get("open_steps") or {}).items()}
+    replan = cursor["replan_reason"] is not None
+    if replan and not open_steps:
+        return "planner"
     starting: list[int] = []
-    if cursor["stopped"] is None and state["status"] != "cancelled":
+    if cursor["stopped"] is None and state["status"] != "cancelled" and not replan:
         dependencies = state.get("dependencies", [])
         starting = ready_steps(dependencies, set(ended), set(open_steps), cursor["max_parallel"])
     wave = {**open_steps, **{step: no_open_step() for step in starting}}

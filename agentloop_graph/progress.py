@@ -52,6 +52,10 @@ class PlanRevised(TypedDict):
     """The failure that caused the revision."""
     replan: int
     """1-based count of the run's replans."""
+    dependencies: NotRequired[list[list[int]]]
+    """Parallel runs: the whole plan's dependencies."""
+    renumbered: NotRequired[dict[int, int]]
+    """Parallel runs: {old: new} for the ended steps moved to the front, else {}."""
 
 
 class StepStarted(TypedDict):

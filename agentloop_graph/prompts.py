@@ -211,7 +211,12 @@ def planner_prompt(
 
 
 def replanner_prompt(
-    prompts: Prompts, task: str, plan: Sequence[str], done: Sequence[StepRecord], max_steps: int
+    prompts: Prompts,
+    task: str,
+    plan: Sequence[str],
+    done: Sequence[StepRecord],
+    max_steps: int,
+    parallel: bool = False,
 ) -> PromptInput:
     """Asks for the steps to replace the ones not yet started, given how the others ended."""
     ended = "\n".join(
@@ -219,7 +224,7 @@ def replanner_prompt(
     )
     remaining = "\n".join(f"{n}. {step}" for n, step in enumerate(plan, 1) if n > len(done))
     text = prompts.replanner.format(task=task, done=ended, remaining=remaining, max_steps=max_steps)
-    return prompts.model_input(text)
+    return prompts.model_input(text + DEPENDENCY_HINT if parallel else text)
 
 
 def executor_prompt(

@@ -139,6 +139,8 @@ class Cursor(OpenStep):
     max_parallel: int
     """Steps that may run at once in a parallel run (`parallel=True`), 0 in a sequential one:
     fixed when the plan is made."""
+    failed_seen: int
+    """Parallel runs: failed steps already weighed for a replan."""
 
 
 class Spending(TypedDict):
@@ -158,10 +160,11 @@ def no_spending() -> Spending:
 
 def add_spending(total: Spending, more: Spending) -> Spending:
     """Reducer of `spending`: counts add up; the first spent budget stays."""
+    start: Spending = {**no_spending(), **total}  # LangGraph starts the channel as {}
     return {
-        "model_calls": total["model_calls"] + more["model_calls"],
-        "usage": combined(total["usage"], more["usage"]),
-        "stopped": total["stopped"] or more["stopped"],
+        "model_calls": start["model_calls"] + more["model_calls"],
+        "usage": combined(start["usage"], more["usage"]),
+        "stopped": start["stopped"] or more["stopped"],
     }
 
 
@@ -242,6 +245,8 @@ class PlannerInput(TypedDict):
     task_id: NotRequired[str]
     steps: NotRequired[Steps]
     cursor: NotRequired[Cursor]
+    dependencies: NotRequired[list[list[int]]]
+    spending: NotRequired[Spending]
 
 
 class StepInput(TypedDict):
@@ -318,6 +323,7 @@ def new_cursor(*, approved: bool, started_at: float) -> Cursor:
         "replans": 0,
         "replan_reason": None,
         "max_parallel": 0,
+        "failed_seen": 0,
     }
 
 

@@ -216,5 +216,103 @@ def test_parallel_options_are_checked() -> None:
         create_agent_loop(scripted(), parallel=True, max_parallel=0)
     with pytest.raises(ValueError, match="parallel"):
         create_agent_loop(scripted(), parallel="yes")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="max_replans"):
-        create_agent_loop(scripted(), parallel=True, max_replans=1)
+    with pytest.raises(ValueError, match="max_parallel"):
+        create_agent_loop(scripted()).invoke({"task": "t"}, context=Context(max_parallel=-1))
+
+
+def replanned(revision: str, **failing: Any) -> ScriptedChatModel:
+    """The fan-out plan; the steps in `failing` fail; a replan answers `revision`."""
+
+    def answer(call: ModelCall) -> Any:
+        if call.node == "planner":
+            return revision if "Steps ended so far" in call.prompt else FAN_OUT
+        if call.node == "summariser":
+            return "all done"
+        step = step_of(call)
+        outcome = failing.get(step, f"found {step}")
+        return Slow(0.2, outcome) if step == "fetch A" else outcome
+
+    return ScriptedChatModel(responses=answer)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_a_replan_waits_for_the_running_steps_and_replaces_those_not_started(
+    is_async: bool,
+) -> None:
+    # fetch B fails at once while fetch A is still running; compare has not started.
+    model = replanned(
+        "1. fetch B from the mirror (after none)\n2. compare (after 1, 3, 4)",
+        **{"fetch B": RuntimeError("B is down")},
+    )
+    graph = create_agent_loop(model, parallel=True, max_replans=1, max_adaptations=0)
+    events = events_of(graph, is_async)
+    names = [(e["event"].removeprefix("agentic."), e.get("step")) for e in events]
+    revised_at = names.index(("plan_revised", None))
+    # Every step of the first wave ended before the replan; the new steps ran after it.
+    assert {step for name, step in names[:revised_at] if name == "step_complete"} == {1, 2, 3}
+    assert names[revised_at + 1 :] == [
+        ("step_started", 4),
+        ("step_complete", 4),
+        ("step_started", 5),
+        ("step_complete", 5),
+        ("task_complete", None),
+    ]
+    revised = events[revised_at]
+    assert revised["steps"] == [
+        "fetch A",
+        "fetch B",
+        "fetch C",
+        "fetch B from the mirror",
+        "compare",
+    ]
+    assert revised["dependencies"] == [[], [], [], [], [1, 3, 4]]
+    assert revised["renumbered"] == {} and revised["replan"] == 1
+    assert revised["reason"] == "RuntimeError: B is down"
+    replan = model.calls_from("planner")[1].prompt
+    assert "2. fetch B: FAILED (RuntimeError: B is down)" in replan
+    assert "Steps not yet started:\n4. compare" in replan
+
+
+def test_ended_steps_that_are_not_the_plans_first_are_renumbered(run: Run) -> None:
+    # fetch B fails at once; "later" waits for slow A, so when the replan runs, steps 1, 2
+    # and 4 have ended and step 3 has not started.
+    plan = "1. slow A (after none)\n2. fetch B (after none)\n3. later (after 1)\n4. fetch D"
+
+    def answer(call: ModelCall) -> Any:
+        if call.node == "planner":
+            return "1. instead (after 1, 3)" if "Steps ended so far" in call.prompt else plan
+        if call.node == "summariser":
+            return "done"
+        step = step_of(call)
+        if step == "fetch B":
+            return RuntimeError("B is down")
+        return Slow(0.2, f"found {step}") if step == "slow A" else f"found {step}"
+
+    model = ScriptedChatModel(responses=answer)
+    loop = create_agent_loop(model, parallel=True, max_replans=1, max_adaptations=0)
+    events = list(loop.stream({"task": "t"}, stream_mode="custom"))
+    revised = next(e for e in events if e["event"] == "agentic.plan_revised")
+    assert revised["steps"] == ["slow A", "fetch B", "fetch D", "instead"]
+    assert revised["renumbered"] == {1: 1, 2: 2, 4: 3}
+    assert revised["dependencies"] == [[], [], [], [1, 3]]
+    # The replanner saw the ended steps as they are numbered in the revised plan.
+    replan = model.calls_from("planner")[1].prompt
+    assert "3. fetch D: found fetch D" in replan and "Steps not yet started:\n4. later" in replan
+    out = run(loop, {"task": "t"})
+    assert out["plan"] == ["slow A", "fetch B", "fetch D", "instead"]
+    assert [(s["step_num"], s["description"]) for s in out["steps"]] == [
+        (1, "slow A"),
+        (2, "fetch B"),
+        (3, "fetch D"),
+        (4, "instead"),
+    ]
+    instead = next(c for c in model.calls_from("executor") if step_of(c) == "instead")
+    assert "Step 1: found slow A\nStep 3: found fetch D" in instead.prompt
+
+
+def test_replans_in_a_parallel_run_are_bounded(run: Run) -> None:
+    model = replanned("1. again (after none)", **{"fetch B": RuntimeError("down")})
+    loop = create_agent_loop(model, parallel=True, max_replans=1, max_adaptations=0)
+    out = run(loop, {"task": "t"})
+    assert len(model.calls_from("planner")) == 2
+    assert out["plan"][-1] == "again"
