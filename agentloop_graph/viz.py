@@ -59,10 +59,13 @@ def _title(output: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> str
 def plot_timeline(output: Mapping[str, Any], *, ax: Axes | None = None) -> Axes:
     """Draw a run's steps as a timeline: one horizontal bar per step.
 
-    Step records carry durations but no start times; steps run one after another, so
-    the bars are laid end to end in plan order. Each bar is coloured by the step's
-    status (see `STATUS_COLORS`) and notes its duration and, when there was more than
-    one, its executor attempts. The title names the task and the run's status.
+    Each step has its own row, in plan order, and its bar starts when the step's first
+    attempt began (`started_ms`, ms since planning began), so the steps of a parallel run
+    (`parallel=True`) that ran at once overlap in time, side by side on their rows. Records
+    without `started_ms` (outputs of older versions) are laid end to end in plan order.
+    Each bar is coloured by the step's status (see `STATUS_COLORS`) and notes its
+    duration and, when there was more than one, its executor attempts. The title names
+    the task and the run's status.
 
     Args:
         output: The loop's output (what `invoke` returns): `task`, `status`,
@@ -92,7 +95,11 @@ def plot_timeline(output: Mapping[str, Any], *, ax: Axes | None = None) -> Axes:
 
         _, ax = plt.subplots(figsize=_figsize(len(steps)), layout="constrained")
     widths = [step["duration_ms"] for step in steps]
-    starts = [sum(widths[:i]) for i in range(len(steps))]
+    timed = all("started_ms" in step for step in steps)
+    if timed:
+        starts = [step["started_ms"] for step in steps]
+    else:  # older records: no start times, and steps ran one after another
+        starts = [sum(widths[:i]) for i in range(len(steps))]
     colors = [STATUS_COLORS[step["status"]] for step in steps]
     rows = range(len(steps))
     # An edge in the bar's own colour keeps a 0 ms step visible as a thin line.
@@ -111,9 +118,12 @@ def plot_timeline(output: Mapping[str, Any], *, ax: Axes | None = None) -> Axes:
     ]
     ax.set_yticks(list(rows), labels=labels)
     ax.set_ylim(max(len(steps), 1) - 0.5, -0.5)
-    # Room on the right for the last bar's note.
-    ax.set_xlim(0, max(sum(widths), 1) * 1.3)
-    ax.set_xlabel("step time in ms (steps end to end, in plan order)")
+    # Room on the right for the note of the bar that ends last.
+    end = max((start + width for start, width in zip(starts, widths, strict=True)), default=0)
+    ax.set_xlim(0, max(end, 1) * 1.3)
+    ax.set_xlabel(
+        "ms since planning began" if timed else "step time in ms (steps end to end, in plan order)"
+    )
     ax.set_title(_title(output, steps), loc="left")
     ax.legend(
         handles=[Patch(color=color, label=status) for status, color in STATUS_COLORS.items()],
