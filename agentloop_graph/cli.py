@@ -36,7 +36,16 @@ DEFAULT_MAX_STEPS = 10
 DEFAULT_MAX_ADAPTATIONS = 1
 DEFAULT_ASSISTANT = "agent_loop"  # the graph id `langgraph.json` gives the loop
 DEMO_NOTE = "Using the offline demo model (deterministic, for trying the loop)."
-CONTEXT = ("model", "max_steps", "max_adaptations", "max_replans", "step_timeout", "approve_plan")
+CONTEXT = (
+    "model",
+    "max_steps",
+    "max_adaptations",
+    "max_replans",
+    "parallel",
+    "max_parallel",
+    "step_timeout",
+    "approve_plan",
+)
 BUDGET = ("max_model_calls", "max_tokens", "max_seconds")
 PROBE_TIMEOUT = 2.0
 PREVIEW = 80
@@ -125,6 +134,9 @@ _HELP = {
     f"(default: {DEFAULT_MAX_ADAPTATIONS})",
     "--max-replans": "times a failed step may have the steps not yet started planned anew, "
     "given what was done (default: 0)",
+    "--parallel": "plan steps with what each waits for, and run the steps that wait for "
+    "nothing unfinished at once",
+    "--max-parallel": "steps a --parallel run may run at once (default: 4)",
     "--step-timeout": "time allowed per attempt at a step; a slower attempt fails "
     "(default: no limit)",
     "--ollama-host": "the Ollama server for ollama: models, instead of OLLAMA_HOST "
@@ -169,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     option(run, "--max-steps", type=_POSITIVE, metavar="N")
     option(run, "--max-adaptations", type=_WHOLE, metavar="N")
     option(run, "--max-replans", type=_WHOLE, metavar="N")
+    option(run, "--parallel", action="store_true", default=None)
+    option(run, "--max-parallel", type=_POSITIVE, metavar="N")
     option(run, "--step-timeout", type=_SECONDS, metavar="SECONDS")
     option(run, "--ollama-host", metavar="URL")
     option(run, "--approve", action="store_true", dest="approve_plan", default=None)
@@ -231,20 +245,37 @@ def _one_line(text: str, limit: int = PREVIEW) -> str:
     return flat if len(flat) <= limit else f"{flat[: limit - 1]}…"
 
 
-def _plan_lines(steps: Sequence[str], note: str = "") -> list[str]:
-    numbered = [f"{INDENT}{i}. {' '.join(step.split())}" for i, step in enumerate(steps, 1)]
+def _plan_lines(
+    steps: Sequence[str], note: str = "", dependencies: Sequence[Sequence[int]] = ()
+) -> list[str]:
+    waits = [f" (after {', '.join(map(str, deps))})" if deps else "" for deps in dependencies]
+    waits += [""] * (len(steps) - len(waits))
+    numbered = [
+        f"{INDENT}{i}. {' '.join(step.split())}{wait}"
+        for i, (step, wait) in enumerate(zip(steps, waits, strict=True), 1)
+    ]
     return [f"Plan ({len(steps)} step{'s' if len(steps) != 1 else ''}{note}):", *numbered, ""]
 
 
-def _event_lines(event: Mapping[str, Any], streamed: bool) -> list[str]:
+def _event_lines(event: Mapping[str, Any], streamed: bool, parallel: bool = False) -> list[str]:
     """What the human output prints for one progress event (the final report covers
-    `task_complete`); `streamed`: the step's answer was shown as the model wrote it."""
+    `task_complete`); `streamed`: the step's answer was shown as the model wrote it;
+    `parallel`: steps interleave, so each line says which step it is about."""
     position = f"[{event.get('step')}/{event.get('total')}]"
+    lines = _step_lines(event, streamed, position)
+    if parallel and "step" in event and event["event"] != "agentic.step_started":
+        return [line.replace(INDENT, f"{INDENT}{position} ", 1) for line in lines]
+    return lines
+
+
+def _step_lines(event: Mapping[str, Any], streamed: bool, position: str) -> list[str]:
+    dependencies = event.get("dependencies", ())
     match event["event"]:
         case "agentic.plan_ready":
-            return _plan_lines(event["steps"])
+            return _plan_lines(event["steps"], dependencies=dependencies)
         case "agentic.plan_revised":
-            return ["", *_plan_lines(event["steps"], note=f", revision {event['replan']}")]
+            note = f", revision {event['replan']}"
+            return ["", *_plan_lines(event["steps"], note, dependencies)]
         case "agentic.step_started" if event["attempt"] > 1:
             return [f"{position} attempt {event['attempt']}, with the revised step ..."]
         case "agentic.step_started":
@@ -596,6 +627,7 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
         while True:
             output: Mapping[str, Any] = {}
             streamed: set[str] = set()  # the phases whose text the current step or answer showed
+            parallel = False  # steps interleave: a plan with dependencies says so
             for mode, chunk in in_background(functools.partial(leg, answer), console):
                 if mode == "values":
                     output = chunk
@@ -610,7 +642,8 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
                     print(json.dumps(chunk), flush=True)
                 else:
                     spending.update(chunk)
-                    for line in _event_lines(chunk, streamed="executor" in streamed):
+                    parallel = parallel or "dependencies" in chunk
+                    for line in _event_lines(chunk, "executor" in streamed, parallel):
                         console.say(line)
                     if chunk["event"] == "agentic.step_started":
                         streamed.discard("executor")

@@ -39,6 +39,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from agentloop_graph.prompts import DEPENDENCY_HINT
+
 _TASK = re.compile(r"^Task: (.*)$", re.MULTILINE)
 # The description is what follows the first colon on the step's line (`Step 2/4: ...`,
 # `Step 2/4 failed: ...`); "Step 1: <result>" lines of earlier steps have no "/N".
@@ -60,6 +62,14 @@ PLAN = (
     "Work out the result from those facts",
     "Check the result and write it up",
 )
+PARALLEL_PLAN = (
+    "Pin down what is being asked: {task} (after none)",
+    "Collect the facts the task needs (after 1)",
+    "Collect the inputs and constraints (after 1)",
+    "Work out the result from those facts and inputs (after 2, 3)",
+    "Check the result and write it up (after 4)",
+)
+"""The plan when asked which steps each waits for (a parallel run): two steps at once."""
 
 
 class DemoModelError(RuntimeError):
@@ -199,7 +209,8 @@ def _plan(prompt: str) -> str:
     task = _task(prompt)
     # The task's own words ("in at most 3 hours") are not the plan's limit.
     limit = _AT_MOST.search(_TASK.sub("", prompt))
-    steps = [s.format(task=task) for s in PLAN][: int(limit.group(1)) if limit else len(PLAN)]
+    plan = PARALLEL_PLAN if DEPENDENCY_HINT.strip() in prompt else PLAN
+    steps = [s.format(task=task) for s in plan][: int(limit.group(1)) if limit else len(plan)]
     return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
 
 

@@ -874,3 +874,27 @@ def test_max_replans_prints_the_revised_plan(
     assert "Plan (2 steps, revision 1):\n    1. bake\n    2. buy a cake\n" in out
     assert "[2/2] buy a cake ...\n    ✓ done: bought" in out
     assert "Spent: 5 model calls" in out  # plan, bake, replan, buy, answer
+
+
+def test_parallel_prints_what_each_step_waits_for_and_which_step_each_line_is_about(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["run", "Plan a picnic, fail step 3", "--model", "demo", "--parallel"]) == 0
+
+    out = capsys.readouterr().out
+    assert "    2. Collect the facts the task needs (after 1)\n" in out
+    assert "    4. Work out the result from those facts and inputs (after 2, 3)\n" in out
+    # Steps 2 and 3 run at once: both start before either ends, and each outcome names its step.
+    assert "[2/5] Collect the facts the task needs ...\n[3/5] Collect the inputs" in out
+    assert "    [3/5] ✗ failed: DemoModelError" in out
+    assert "    [3/5] ✓ done (adapted): " in out
+
+
+def test_max_parallel_one_runs_a_parallel_plan_a_step_at_a_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["run", "Plan a picnic", "--model", "demo", "--parallel", "--max-parallel", "1"]
+    assert cli.main(argv) == 0
+
+    out = capsys.readouterr().out
+    assert "[2/5] Collect the facts the task needs ...\n    [2/5] ✓ done" in out
