@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,6 +106,35 @@ class Meter:
         if budget.max_seconds is not None and time.time() - self.started_at >= budget.max_seconds:
             return "time"
         return None
+
+
+class CallCount:
+    """The model calls a run has made, counted as they start by every step of the run.
+
+    Steps of a parallel run start from what the run had spent when their wave began; each
+    takes its next call from this one count, so together they never pass `max_model_calls`.
+    One per run, in the run's config (`CALLS_KEY`); a resumed run starts a new one, from the
+    checkpoint's count.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made = 0
+
+    def take(self, meter: Meter, budget: Budget | None) -> bool:
+        """Count the call about to be made; False, counting nothing, if the budget allows
+        no more calls."""
+        limit = None if budget is None else budget.max_model_calls
+        with self._lock:
+            made = max(self._made, meter.model_calls)
+            if limit is not None and made >= limit:
+                return False
+            self._made = made + 1
+            return True
+
+
+CALLS_KEY = "__agentloop_calls"
+"""Where a run's `CallCount` travels in `config["configurable"]`."""
 
 
 class BudgetExhausted(Exception):

@@ -23,7 +23,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 
-from agentloop_graph.budget import BudgetExhausted, Meter
+from agentloop_graph.budget import CALLS_KEY, BudgetExhausted, CallCount, Meter, Spent
 from agentloop_graph.context import Settings
 from agentloop_graph.models import ModelCallTimeout, is_transient
 from agentloop_graph.progress import has_handlers
@@ -191,6 +191,16 @@ def _backoff(retry: int, deadline: float | None) -> float:
     return delay if left is None else min(delay, left)
 
 
+def _refusal(request: ModelRequest, config: RunnableConfig, settings: Settings) -> Spent | None:
+    """The budget the call about to be made would overrun, or None: the call is counted."""
+    if (spent := request.meter.refusal(settings.budget)) is not None:
+        return spent
+    count = config.get("configurable", {}).get(CALLS_KEY)
+    if isinstance(count, CallCount) and not count.take(request.meter, settings.budget):
+        return "model calls"
+    return None
+
+
 def call_model(
     request: ModelRequest, config: RunnableConfig, settings: Settings
 ) -> AIMessage | Exception:
@@ -203,7 +213,7 @@ def call_model(
     model, prompt, call_config = request.model, request.prompt, _model_config(config, request)
     stop = _stop_of(config)
     for retry in itertools.count():
-        if (spent := request.meter.refusal(settings.budget)) is not None:
+        if (spent := _refusal(request, config, settings)) is not None:
             return BudgetExhausted(spent)
         request.meter.model_calls += 1
         try:
@@ -231,7 +241,7 @@ async def acall_model(
     """Async twin of `call_model`."""
     call_config = _model_config(config, request)
     for retry in itertools.count():
-        if (spent := request.meter.refusal(settings.budget)) is not None:
+        if (spent := _refusal(request, config, settings)) is not None:
             return BudgetExhausted(spent)
         request.meter.model_calls += 1
         try:

@@ -19,6 +19,7 @@ from langgraph.constants import CONF, CONFIG_KEY_CHECKPOINTER
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
+from agentloop_graph.budget import CALLS_KEY, CallCount
 from agentloop_graph.calls import STOP_KEY, Stop
 from agentloop_graph.context import Context
 from agentloop_graph.leases import LocalHolds, ahold_thread, hold_thread
@@ -125,7 +126,7 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
             kwargs = {key: value for key, value in kwargs.items() if key != "durability"}
         if _is_task(input):
             input = loop_input(input)
-        configurable = config.get(CONF, {})
+        config[CONF] = configurable = {**config.get(CONF, {}), CALLS_KEY: CallCount()}
         # Nested in a parent graph (a checkpoint namespace), the parent owns the thread.
         owned = "thread_id" in configurable and not configurable.get("checkpoint_ns")
         return input, config, kwargs, saver if owned else None

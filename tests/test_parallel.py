@@ -192,6 +192,18 @@ def test_a_spent_budget_fails_the_step_it_refuses_and_starts_no_other(run: Run) 
     assert out["summary"].endswith("Stopped: model calls budget spent.")
 
 
+def test_steps_running_at_once_never_pass_the_call_budget_together(run: Run) -> None:
+    # The plan fits, then three steps start at once with room for two calls between them.
+    model = scripted(latency={"fetch A": 0.1, "fetch B": 0.1, "fetch C": 0.1})
+    loop = create_agent_loop(model, parallel=True, budget=Budget(max_model_calls=3))
+    out = run(loop, {"task": "t"})
+    assert len(model.calls) == 3
+    assert [s["status"] for s in out["steps"]].count("completed") == 2
+    (refused,) = [s for s in out["steps"] if s["status"] == "failed"]
+    assert refused["error"] == "budget exhausted: model calls"
+    assert out["summary"].endswith("Stopped: model calls budget spent.")
+
+
 def test_model_calls_and_tokens_add_up_across_steps() -> None:
     graph = create_agent_loop(scripted(), parallel=True)
     events = list(graph.stream({"task": "t"}, stream_mode="custom"))
