@@ -71,3 +71,32 @@ def test_budget_benchmark_prints_calls_and_tokens_per_run() -> None:
     assert len(rows) == 12
     # A model-call budget of 6 holds every run to at most 6 calls.
     assert all(int(calls) <= 6 for calls, _ in rows[4:8])
+
+
+@pytest.mark.slow
+def test_parallel_benchmark_prints_its_ratios() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/parallel.py",
+            "--runs",
+            "5",
+            "--rounds",
+            "1",
+            "--latency",
+            "0.01",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    figures = [
+        f"{shape} N={n} / critical path"
+        for n in (1, 5)
+        for shape in ("chain", "fan-out", "diamond")
+    ]
+    figures += ["fan-out N=1 parallel / seq", "fan-out N=5 parallel / seq"]
+    for figure in [*figures, "input chars parallel / seq"]:
+        assert re.search(rf"^{re.escape(figure)} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure
