@@ -753,3 +753,30 @@ def test_only_the_loops_own_ollama_models_are_cut_off(ollama_server: FakeOllama)
     # A model object is the caller's: its answer is judged whole, once it has ended.
     assert any(served.content == LOOPING for served in ollama_server.served)
     assert out["steps"][0]["error"] == "the model repeated itself"
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+def test_a_parallel_plan_is_held_to_the_dependency_schema(
+    ollama_server: FakeOllama, mode: str
+) -> None:
+    plan = {
+        "steps": [
+            {"description": "Book the park shelter", "depends_on": []},
+            {"description": "Buy the food", "depends_on": []},
+            {"description": "Pack the car", "depends_on": [1, 2]},
+        ]
+    }
+    ollama_server.play(reply(json.dumps(plan)), *map(fixture, STEPS), fixture("final_answer"))
+    graph = loop(parallel=True)
+    out = (
+        graph.invoke({"task": TASK})
+        if mode == "invoke"
+        else asyncio.run(graph.ainvoke({"task": TASK}))
+    )
+    assert out["plan"] == ["Book the park shelter", "Buy the food", "Pack the car"]
+    assert out["dependencies"] == [[], [], [1, 2]]
+    planner = ollama_server.chat_requests[0]
+    item = planner.format["properties"]["steps"]["items"]
+    assert item["properties"]["depends_on"] == {"type": "array", "items": {"type": "integer"}}
+    assert "(after 1, 2)" in planner.prompt  # the text form is asked for too, for other models
+    assert out["status"] == "completed"
