@@ -7,19 +7,9 @@ Every dependency points to an earlier step, so a plan is always acyclic.
 
 from __future__ import annotations
 
-import json
 import re
 
-from agentloop_graph.parsing import (
-    _NUMBERED,
-    _STEPS_ARRAY,
-    MAX_TEXT_CHARS,
-    _tidy,
-    cap,
-    clean_answer,
-    parse_json_plan,
-    parse_plan,
-)
+from agentloop_graph.parsing import _tidy, json_plan_items, parse_json_plan, parse_plan, tidy_step
 from agentloop_graph.progress import PlanFormat
 
 _STEP = {
@@ -81,22 +71,6 @@ def parse_dependency_plan(text: str, *, offset: int = 0) -> Plan:
     return steps, [_earlier(deps or [], n) for n, deps in enumerate(marked, offset + 1)]
 
 
-def _complete_items(text: str) -> list[object] | None:
-    # A plan cut off at the token limit (or followed by chatter): keep its complete items.
-    start = _STEPS_ARRAY.search(text)
-    if start is None:
-        return None
-    items: list[object] = []
-    position = start.end()
-    while True:
-        position = len(text) - len(text[position:].lstrip(", \t\r\n"))
-        try:
-            item, position = json.JSONDecoder().raw_decode(text, position)
-        except ValueError:
-            return items
-        items.append(item)
-
-
 def parse_json_dependency_plan(text: str, *, offset: int = 0) -> Plan | None:
     """The steps of a `{"steps": [{"description", "depends_on"}, ...]}` plan, or None if
     the reply is not one (the caller then reads it as text).
@@ -105,14 +79,8 @@ def parse_json_dependency_plan(text: str, *, offset: int = 0) -> Plan | None:
     that are not integers are dropped. A plan cut off mid-way keeps its complete items.
     Empty steps are dropped before numbering, as in text plans.
     """
-    answer = clean_answer(text)
-    try:
-        data = json.loads(answer)
-    except ValueError:
-        items = _complete_items(answer)
-    else:
-        items = data.get("steps") if isinstance(data, dict) else None
-    if not isinstance(items, list):
+    items = json_plan_items(text)
+    if items is None:
         return None
     steps: list[str] = []
     wanted: list[list[int]] = []
@@ -121,8 +89,7 @@ def parse_json_dependency_plan(text: str, *, offset: int = 0) -> Plan | None:
         description, deps = entry.get("description"), entry.get("depends_on", [])
         if not isinstance(description, str):
             return None
-        numbered = _NUMBERED.match(description)
-        step = cap(_tidy(numbered[2] if numbered else description), MAX_TEXT_CHARS)
+        step = tidy_step(description)
         if step:
             steps.append(step)
             deps = deps if isinstance(deps, list) else [deps]

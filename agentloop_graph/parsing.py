@@ -15,8 +15,6 @@ _NUMBERED = re.compile(
     re.IGNORECASE,
 )
 _THINK_TAGS = re.compile(r"</?think>", re.IGNORECASE)
-_STEPS_ARRAY = re.compile(r'^\s*\{\s*"steps"\s*:\s*\[')
-_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _BULLET = re.compile(r"^\s*(?:[-*+>#]+\s+)")
 _EMPHASIS = re.compile(r"(\*\*|__)")
 
@@ -121,12 +119,41 @@ def reasoning_of(reply: AIMessage) -> str | None:
     return cap(thought, MAX_RESULT_CHARS) if thought else None
 
 
-def _complete_strings(text: str) -> list[str] | None:
-    # A plan cut off at the token limit: keep the steps whose strings were closed.
+_STEPS_ARRAY = re.compile(r'^\s*\{\s*"steps"\s*:\s*\[')
+
+
+def _complete_items(text: str) -> list[object] | None:
+    # A plan cut off at the token limit (or followed by chatter): keep its complete items.
     start = _STEPS_ARRAY.search(text)
     if start is None:
         return None
-    return [json.loads(f'"{item}"') for item in _JSON_STRING.findall(text, start.end())]
+    items: list[object] = []
+    position = start.end()
+    while True:
+        position = len(text) - len(text[position:].lstrip(", \t\r\n"))
+        try:
+            item, position = json.JSONDecoder().raw_decode(text, position)
+        except ValueError:
+            return items
+        items.append(item)
+
+
+def json_plan_items(text: str) -> list[object] | None:
+    """The items of a plan written as `{"steps": [...]}` (its complete ones, if it was cut
+    off mid-way), or None if it is not one."""
+    answer = clean_answer(text)
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        return _complete_items(answer)
+    items = data.get("steps") if isinstance(data, dict) else None
+    return items if isinstance(items, list) else None
+
+
+def tidy_step(text: str) -> str:
+    """A planned step without a model's own numbering and decoration, capped."""
+    numbered = _NUMBERED.match(text)
+    return cap(_tidy(numbered[2] if numbered else text), MAX_TEXT_CHARS)
 
 
 def parse_json_plan(text: str) -> list[str] | None:
@@ -135,17 +162,10 @@ def parse_json_plan(text: str) -> list[str] | None:
     A plan cut off mid-way keeps its complete steps; a model's own numbering inside
     the strings is dropped, as in numbered-list plans.
     """
-    answer = clean_answer(text)
-    try:
-        data = json.loads(answer)
-    except ValueError:
-        steps = _complete_strings(answer)
-    else:
-        steps = data.get("steps") if isinstance(data, dict) else None
-    if not isinstance(steps, list) or not all(isinstance(step, str) for step in steps):
+    items = json_plan_items(text)
+    if items is None or not all(isinstance(item, str) for item in items):
         return None
-    items = [m.group(2) if (m := _NUMBERED.match(step)) else step for step in steps]
-    return [cap(step, MAX_TEXT_CHARS) for step in map(_tidy, items) if step] or None
+    return [step for step in map(tidy_step, map(str, items)) if step] or None
 
 
 def _tidy(item: str) -> str:
