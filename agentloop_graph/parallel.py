@@ -55,7 +55,7 @@ def was_sent(config: RunnableConfig) -> bool:
 def settled(state: StepInput | PlannerInput) -> Cursor:
     """The run's cursor with what the steps of a parallel run spent added to its counts."""
     cursor, spending = state["cursor"], state.get("spending")
-    if not spending:  # a sequential run's: LangGraph starts the channel as an empty dict
+    if not cursor["max_parallel"] or not spending:  # a sequential run spends in its cursor
         return cursor
     return {
         **cursor,

@@ -188,3 +188,21 @@ def test_a_replanner_template_replaces_the_default() -> None:
     )
     loop.invoke({"task": "t"})
     assert model.calls_from("planner")[1].prompt.startswith("t | 1. bake: FAILED")
+
+
+def test_a_sequential_run_after_a_parallel_one_on_a_thread_counts_only_its_own_calls() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    model = kitchen(numbered("buy a cake"), numbered("bake", "frost"), numbered("buy a cake"))
+    loop = create_agent_loop(
+        model,
+        max_adaptations=0,
+        max_replans=1,
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": "mixed"}}
+    loop.invoke({"task": "a"}, config, context=Context(parallel=True))
+    events = list(loop.stream({"task": "b"}, config, stream_mode="custom"))
+    # plan, bake, replan, buy, answer
+    assert events[-1]["budget"]["spent"]["model_calls"] == 5
+    assert model.calls_from("planner")[2].prompt.startswith("Break this task")
