@@ -222,6 +222,35 @@ def test_every_process_serves_the_loop_with_its_events_and_context(
             assert c.threads.get(thread)["status"] == "idle"
 
 
+def test_a_parallel_run_on_aegra_runs_its_independent_steps_at_once(
+    both: list[AegraProcess],
+) -> None:
+    """`Context.parallel` through the server: steps sent as branches, checkpointed in
+    PostgreSQL, come back in plan order with their dependencies."""
+    with client(both[0]) as c:
+        thread = c.threads.create()["thread_id"]
+        events: list[dict[str, Any]] = []
+        state: dict[str, Any] = {}
+        for part in c.runs.stream(
+            thread,
+            "agent_loop",
+            input={"task": "Plan a picnic, fail step 3"},
+            context={**DEMO, "parallel": True},
+            stream_mode=["custom", "values"],
+        ):
+            assert part.event != "error", part.data
+            if part.event == "custom":
+                events.append(part.data)
+            elif part.event == "values":
+                state = part.data
+    assert state["dependencies"] == [[], [1], [1], [2, 3], [4]]
+    assert [s["step_num"] for s in state["steps"]] == [1, 2, 3, 4, 5]
+    assert [s["status"] for s in state["steps"]][2] == "adapted"
+    started = [(e["step"], e["attempt"]) for e in events if e["event"] == "agentic.step_started"]
+    assert started[1:3] == [(2, 1), (3, 1)]  # steps 2 and 3 in one wave
+    assert state["status"] == "completed"
+
+
 def test_the_command_runs_a_task_on_aegra_and_answers_its_plan_approval(
     both: list[AegraProcess],
     monkeypatch: pytest.MonkeyPatch,
