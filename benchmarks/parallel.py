@@ -9,6 +9,13 @@ A parallel run should take as long as its plan's longest dependency chain, not i
 - input characters: the characters of every prompt the model received in one run of a
   40-step fan-out (39 independent steps and a join), parallel against sequential. The join
   quotes all 39 results it waits for; a sequential step quotes the last two.
+- floor: a bare LangGraph graph (no agentloop_graph code) making the same model calls with
+  LangGraph's own fan-out: a `plan` node, each wave of ready steps `Send` to a `step` node
+  (a reducer key collects finished step numbers), a `join` node after each wave whose
+  conditional edge sends the next wave or goes to `summary`. Every wave's `Send`s run in
+  one superstep and the plain edge `step -> join` triggers `join` once in the next one, so
+  no deferred node is needed. Its wall time over the critical path is what LangGraph
+  allows; project / floor is what the loop adds to it.
 
 Shapes, 8 steps each, `max_parallel=8` (longest chain in brackets):
 - chain:   each step after the previous one [8]
@@ -27,9 +34,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import operator
 import statistics
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
@@ -45,8 +57,9 @@ WIDE_FAN_OUT: Dependencies = [[]] * 39 + [list(range(1, 40))]
 RESULT = "A result of about sixty characters, as a short step gives."
 MAX_PARALLEL = 8
 
-Contender = tuple[str, bool, int]
-"""(shape, parallel, concurrent runs)."""
+Mode = Literal["parallel", "sequential", "floor"]
+Contender = tuple[str, Mode, int]
+"""(shape, mode, concurrent runs)."""
 
 
 def plan_text(dependencies: Dependencies) -> str:
@@ -81,38 +94,115 @@ def loop(
     return graph, model
 
 
-def checked(out: dict[str, Any], dependencies: Dependencies, parallel: bool) -> dict[str, Any]:
+class FloorState(TypedDict):
+    done: Annotated[list[int], operator.add]
+
+
+class FloorStep(TypedDict):
+    step: int
+
+
+def floor(dependencies: Dependencies, latency: float) -> tuple[Any, ScriptedChatModel]:
+    """The bare LangGraph floor for `dependencies`, and its scripted model."""
+    model = ScriptedChatModel(responses=lambda call: RESULT, latency=latency)
+
+    async def plan(state: FloorState) -> FloorState:
+        await model.ainvoke("Plan the task")
+        return {"done": []}
+
+    async def step(state: FloorStep) -> FloorState:
+        await model.ainvoke(f"Do part {state['step']}")
+        return {"done": [state["step"]]}
+
+    def join(state: FloorState) -> FloorState:
+        return {"done": []}
+
+    async def summary(state: FloorState) -> FloorState:
+        await model.ainvoke("Summarise")
+        return {"done": []}
+
+    def next_wave(state: FloorState) -> list[Send] | Literal["summary"]:
+        done = set(state["done"])
+        ready = [
+            n for n, deps in enumerate(dependencies, 1) if n not in done and done.issuperset(deps)
+        ]
+        return [Send("step", {"step": n}) for n in ready] or "summary"
+
+    builder = StateGraph(FloorState)
+    builder.add_node("plan", plan)
+    builder.add_node("step", step)
+    builder.add_node("join", join)
+    builder.add_node("summary", summary)
+    builder.add_edge(START, "plan")
+    builder.add_conditional_edges("plan", next_wave, ["step", "summary"])
+    builder.add_edge("step", "join")
+    builder.add_conditional_edges("join", next_wave, ["step", "summary"])
+    builder.add_edge("summary", END)
+    return builder.compile(), model
+
+
+async def check_floor(dependencies: Dependencies) -> None:
+    """The floor makes the loop's model calls (plan, one per step, summary) along the same
+    critical path: the supersteps with a model call are plan, one per wave, and summary."""
+    graph, model = floor(dependencies, latency=0.0)
+    waits: set[int] = set()
+    async for chunk in graph.astream({"done": []}, stream_mode="debug"):
+        if chunk["type"] == "task" and chunk["payload"]["name"] != "join":
+            waits.add(chunk["step"])
+    assert len(model.calls) == 2 + len(dependencies), model.calls
+    assert len(waits) == round(critical_path(dependencies, True, 1.0)), waits
+
+
+def checked(out: dict[str, Any], dependencies: Dependencies, mode: Mode) -> dict[str, Any]:
+    if mode == "floor":
+        assert sorted(out["done"]) == list(range(1, len(dependencies) + 1)), out
+        return out
     assert out["status"] == "completed" and len(out["steps"]) == len(dependencies), out
-    assert not parallel or out["dependencies"] == dependencies, out["dependencies"]
+    assert mode == "sequential" or out["dependencies"] == dependencies, out["dependencies"]
     return out
 
 
 async def timed(contender: Contender, latency: float) -> tuple[float, float]:
     """Wall and CPU seconds of the contender's concurrent runs, after one warm-up run."""
-    shape, parallel, runs = contender
-    graph, _ = loop(SHAPES[shape], parallel, latency)
-    checked(await graph.ainvoke({"task": "warm-up"}), SHAPES[shape], parallel)
+    shape, mode, runs = contender
+    dependencies = SHAPES[shape]
+    if mode == "floor":
+        graph, model = floor(dependencies, latency)
+        inputs: list[dict[str, Any]] = [{"done": []} for _ in range(runs + 1)]
+    else:
+        graph, model = loop(dependencies, mode == "parallel", latency)
+        inputs = [{"task": f"benchmark task {i}"} for i in range(runs + 1)]
+    checked(await graph.ainvoke(inputs.pop()), dependencies, mode)
+    # Loop and floor alike: plan, one call per step, summary.
+    assert len(model.calls) == 2 + len(dependencies), model.calls
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(graph.ainvoke({"task": f"benchmark task {i}"}) for i in range(runs)))
+    await asyncio.gather(*(graph.ainvoke(one) for one in inputs))
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def input_chars(dependencies: Dependencies, parallel: bool) -> int:
     """Characters of every message of every prompt the model received in one run."""
     graph, model = loop(dependencies, parallel, latency=0.0)
-    checked(graph.invoke({"task": "benchmark task"}), dependencies, parallel)
+    checked(
+        graph.invoke({"task": "benchmark task"}),
+        dependencies,
+        "parallel" if parallel else "sequential",
+    )
     return sum(len(message.text) for call in model.calls for message in call.messages)
 
 
 def print_ratio(label: str, value: float, meaning: str) -> None:
-    print(f"{label:<30} = {value:.3f}  ({meaning})")
+    print(f"{label:<36} = {value:.3f}  ({meaning})")
 
 
 async def main(runs: int, latency: float, rounds: int) -> None:
+    for dependencies in SHAPES.values():
+        await check_floor(dependencies)
     sizes = (1, runs)
-    contenders: list[Contender] = [(shape, True, n) for n in sizes for shape in SHAPES]
-    contenders += [("fan-out", False, n) for n in sizes]
+    modes: tuple[Mode, Mode] = ("parallel", "floor")
+    contenders: list[Contender] = [(s, m, n) for n in sizes for s in SHAPES for m in modes]
+    contenders += [("fan-out", "sequential", n) for n in sizes]
     rows: list[dict[Contender, tuple[float, float]]] = []
     for round_ in range(rounds):
         order = contenders[::-1] if round_ % 2 else contenders
@@ -121,12 +211,17 @@ async def main(runs: int, latency: float, rounds: int) -> None:
     def median(contender: Contender, index: int = 0) -> float:
         return statistics.median(row[contender][index] for row in rows)
 
+    def ratio(top: Contender, bottom: Contender | float) -> float:
+        def below(row: dict[Contender, tuple[float, float]]) -> float:
+            return bottom if isinstance(bottom, float) else row[bottom][0]
+
+        return statistics.median(row[top][0] / below(row) for row in rows)
+
     print(f"8-step plans, {latency * 1000:g} ms per model call, max_parallel={MAX_PARALLEL},")
     print(f"N=1 and N={runs} concurrent runs, medians over {rounds} rounds")
     for contender in contenders:
-        shape, parallel, n = contender
-        mode = "parallel" if parallel else "sequential"
-        path = critical_path(SHAPES[shape], parallel, latency)
+        shape, mode, n = contender
+        path = critical_path(SHAPES[shape], mode != "sequential", latency)
         print(
             f"  {shape:<8} {mode:<10} N={n:<3} wall {median(contender):.3f} s, "
             f"CPU {median(contender, 1):.3f} s, critical path {path:.3f} s"
@@ -134,12 +229,18 @@ async def main(runs: int, latency: float, rounds: int) -> None:
     for n in sizes:
         for shape, dependencies in SHAPES.items():
             path = critical_path(dependencies, True, latency)
-            ratio = statistics.median(row[(shape, True, n)][0] / path for row in rows)
+            project: Contender = (shape, "parallel", n)
+            bare: Contender = (shape, "floor", n)
             target = 1.15 if n == 1 else 1.3
-            print_ratio(f"{shape} N={n} / critical path", ratio, f"target <= {target}")
+            print_ratio(
+                f"{shape} N={n} / critical path", ratio(project, path), f"target <= {target}"
+            )
+            print_ratio(f"{shape} N={n} floor / critical path", ratio(bare, path), "LangGraph's")
+            print_ratio(f"{shape} N={n} project / floor", ratio(project, bare), "the loop's cost")
     for n in sizes:
-        pair = [row[("fan-out", True, n)][0] / row[("fan-out", False, n)][0] for row in rows]
-        print_ratio(f"fan-out N={n} parallel / seq", statistics.median(pair), "about 0.4 expected")
+        parallel: Contender = ("fan-out", "parallel", n)
+        pair = ratio(parallel, ("fan-out", "sequential", n))
+        print_ratio(f"fan-out N={n} parallel / seq", pair, "about 0.4 expected")
 
     wide, narrow = input_chars(WIDE_FAN_OUT, True), input_chars(WIDE_FAN_OUT, False)
     print(f"input characters per run, 40-step fan-out: parallel {wide}, sequential {narrow}")

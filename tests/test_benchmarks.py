@@ -93,9 +93,10 @@ def test_parallel_benchmark_prints_its_ratios() -> None:
         check=True,
     )
     figures = [
-        f"{shape} N={n} / critical path"
+        f"{shape} N={n} {figure}"
         for n in (1, 5)
         for shape in ("chain", "fan-out", "diamond")
+        for figure in ("/ critical path", "floor / critical path", "project / floor")
     ]
     figures += ["fan-out N=1 parallel / seq", "fan-out N=5 parallel / seq"]
     for figure in [*figures, "input chars parallel / seq"]:
