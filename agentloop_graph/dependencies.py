@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from agentloop_graph.parsing import _tidy, json_plan_items, parse_json_plan, parse_plan, tidy_step
+from agentloop_graph.parsing import json_plan_items, parse_json_plan, parse_plan, tidy_step
 from agentloop_graph.progress import PlanFormat
 
 _STEP = {
@@ -62,7 +62,7 @@ def parse_dependency_plan(text: str, *, offset: int = 0) -> Plan:
     marked: list[list[int] | None] = []
     for item in parse_plan(text):
         marker = _MARKER.search(item)
-        step = _tidy(item[: marker.start()]) if marker else item
+        step = tidy_step(item[: marker.start()]) if marker else item
         if step:
             steps.append(step)
             marked.append([int(n) for n in _NUMBER.findall(marker[1])] if marker else None)
