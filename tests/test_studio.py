@@ -139,7 +139,9 @@ def client(server_url: str) -> Iterator[SyncLangGraphClient]:
         yield sync_client
 
 
-def stream_run(client: SyncLangGraphClient, task: str) -> tuple[list[str], dict[str, Any]]:
+def stream_run(
+    client: SyncLangGraphClient, task: str, context: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, Any]]:
     """Stream a stateless `agent_loop` run: its progress event names and its last state."""
     events: list[str] = []
     state: dict[str, Any] = {}
@@ -147,7 +149,7 @@ def stream_run(client: SyncLangGraphClient, task: str) -> tuple[list[str], dict[
         None,
         "agent_loop",
         input={"task": task},
-        context=DEMO,
+        context={**DEMO, **(context or {})},
         stream_mode=["custom", "values"],
     ):
         assert part.event != "error", part.data
@@ -191,6 +193,19 @@ def test_a_failed_step_is_adapted(client: SyncLangGraphClient) -> None:
         "completed",
         "completed",
     ]
+
+
+def test_a_parallel_run_set_in_the_configuration_pane(client: SyncLangGraphClient) -> None:
+    # get_schemas takes the id of the assistant the server made for the graph.
+    assistant = client.assistants.search(graph_id="agent_loop")[0]["assistant_id"]
+    schema = client.assistants.get_schemas(assistant)["context_schema"]
+    assert {"parallel", "max_parallel", "max_replans"} <= set(schema["properties"])
+    events, state = stream_run(client, "Plan a picnic", {"parallel": True})
+    assert state["dependencies"] == [[], [1], [1], [2, 3], [4]]
+    assert [s["step_num"] for s in state["steps"]] == [1, 2, 3, 4, 5]
+    # Steps 2 and 3 start together, once step 1 has ended.
+    assert events[3:5] == ["agentic.step_started", "agentic.step_started"]
+    assert state["status"] == "completed"
 
 
 def test_the_chat_app_answers_on_a_thread_from_the_loop(client: SyncLangGraphClient) -> None:
