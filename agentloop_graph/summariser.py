@@ -115,6 +115,11 @@ def _apply(
     }
     if cursor["max_parallel"]:
         update["steps"] = Overwrite(state["steps"])  # in plan order, as `_joined` made them
+    elif settings.parallel or "dependencies" in state:
+        # A parallel run whose planning failed, or a sequential run after a parallel one
+        # on its thread: its steps ran one after another, and the earlier run's lists
+        # must not stay.
+        update["dependencies"] = [[step] if step else [] for step in range(len(state["plan"]))]
     return update, event
 
 

@@ -179,6 +179,25 @@ def test_context_turns_parallel_on_for_one_run(run: Run) -> None:
     assert parallel["dependencies"] == [[], [], [], [1, 2, 3]]
 
 
+def test_a_parallel_run_whose_planning_failed_still_has_dependencies(run: Run) -> None:
+    failing = ScriptedChatModel(responses=lambda call: RuntimeError("no plan"))
+    failed = run(create_agent_loop(failing, parallel=True), {"task": "t"})
+    assert failed["status"] == "failed" and failed["dependencies"] == []
+    assert set(failed) == OUTPUT_KEYS | {"dependencies"}
+
+
+def test_a_run_after_a_parallel_one_on_its_thread_keeps_none_of_its_dependencies(
+    run: Run,
+) -> None:
+    loop = create_agent_loop(scripted(), checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t"}}
+    first = run(loop, {"task": "t"}, config=thread, context=Context(parallel=True))
+    assert first["dependencies"] == [[], [], [], [1, 2, 3]]
+    second = run(loop, {"task": "t"}, config=thread, context=Context(max_steps=2))
+    assert len(second["plan"]) == 2
+    assert second["dependencies"] == [[], [1]]
+
+
 def test_a_spent_budget_fails_the_step_it_refuses_and_starts_no_other(run: Run) -> None:
     plan = FAN_OUT + "\n5. report (after 4)"
     model = scripted(plan)
