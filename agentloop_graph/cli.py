@@ -55,6 +55,9 @@ HEARTBEAT = 10.0
 """Seconds of silence after which output that is not a terminal gets a still-working line."""
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 INTERRUPTED = 130
+ALSO_FAILED = "; Adaptation also failed: "
+"""How a failed step's error joins its first failure and its last (`steps.ALSO_FAILED`)."""
+BUDGET_SPENT = "budget exhausted"
 STREAMED_NODES = ("executor", "summariser")
 """The phases whose tokens `--stream` shows; the plan and revisions are shown whole."""
 
@@ -257,18 +260,37 @@ def _plan_lines(
     return [f"Plan ({len(steps)} step{'s' if len(steps) != 1 else ''}{note}):", *numbered, ""]
 
 
-def _event_lines(event: Mapping[str, Any], streamed: bool, parallel: bool = False) -> list[str]:
+def _event_lines(
+    event: Mapping[str, Any],
+    streamed: bool,
+    parallel: bool = False,
+    last_failure: str | None = None,
+) -> list[str]:
     """What the human output prints for one progress event (the final report covers
     `task_complete`); `streamed`: the step's answer was shown as the model wrote it;
-    `parallel`: steps interleave, so each line says which step it is about."""
+    `parallel`: steps interleave, so each line says which step it is about;
+    `last_failure`: the error of the step's last failed attempt, already shown."""
     position = f"[{event.get('step')}/{event.get('total')}]"
-    lines = _step_lines(event, streamed, position)
+    lines = _step_lines(event, streamed, position, last_failure)
     if parallel and "step" in event and event["event"] != "agentic.step_started":
         return [line.replace(INDENT, f"{INDENT}{position} ", 1) for line in lines]
     return lines
 
 
-def _step_lines(event: Mapping[str, Any], streamed: bool, position: str) -> list[str]:
+def _why_failed(error: str | None, last_failure: str | None) -> str:
+    """Why a failed step is over: its attempts ran out, or what ended it after its last
+    failed attempt (the adapter's failure, no new approach, the budget)."""
+    ended_by = (error or "").rsplit(ALSO_FAILED, 1)[-1]
+    shown = ended_by.split(" …[", 1)[0]  # a long error is cut short in the record
+    attempts_ran_out = (last_failure or "").startswith(shown) and not shown.startswith(BUDGET_SPENT)
+    if error is None or attempts_ran_out:
+        return ", no adaptation left"
+    return f": {_one_line(ended_by)}"
+
+
+def _step_lines(
+    event: Mapping[str, Any], streamed: bool, position: str, last_failure: str | None
+) -> list[str]:
     dependencies = event.get("dependencies", ())
     match event["event"]:
         case "agentic.plan_ready":
@@ -285,7 +307,7 @@ def _step_lines(event: Mapping[str, Any], streamed: bool, position: str) -> list
         case "agentic.step_adapted":
             return [f"{INDENT}↻ adapted: {' '.join(event['adaptation'].split())}"]
         case "agentic.step_complete" if event["status"] == "failed":
-            return [f"{INDENT}✗ step failed, no adaptation left"]
+            return [f"{INDENT}✗ step failed{_why_failed(event.get('error'), last_failure)}"]
         case "agentic.step_complete":
             label = "✓ done (adapted)" if event["status"] == "adapted" else "✓ done"
             preview = "" if streamed else f": {_one_line(event['result'])}"
@@ -628,6 +650,7 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
             output: Mapping[str, Any] = {}
             streamed: set[str] = set()  # the phases whose text the current step or answer showed
             parallel = False  # steps interleave: a plan with dependencies says so
+            failures: dict[int, str] = {}  # each step's last failed attempt's error
             for mode, chunk in in_background(functools.partial(leg, answer), console):
                 if mode == "values":
                     output = chunk
@@ -643,7 +666,10 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
                 else:
                     spending.update(chunk)
                     parallel = parallel or "dependencies" in chunk
-                    for line in _event_lines(chunk, "executor" in streamed, parallel):
+                    if chunk["event"] == "agentic.step_failed":
+                        failures[chunk["step"]] = chunk["error"]
+                    last_failure = failures.get(chunk.get("step", 0))
+                    for line in _event_lines(chunk, "executor" in streamed, parallel, last_failure):
                         console.say(line)
                     if chunk["event"] == "agentic.step_started":
                         streamed.discard("executor")

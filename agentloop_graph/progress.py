@@ -95,6 +95,8 @@ class StepComplete(TypedDict):
     description: str
     result: str
     status: StepStatus
+    error: str | None
+    """The step record's `error`: why it failed, or the failure an adaptation fixed."""
     usage: Usage
 
 

@@ -99,6 +99,7 @@ def end_step(
         "description": record["description"],
         "result": result[:RESULT_PREVIEW],
         "status": status,
+        "error": error,
         "usage": cursor["step_usage"],
     }
     after = next_cursor(cursor)

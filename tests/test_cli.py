@@ -22,7 +22,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Usag
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
-from agentloop_graph import cli, create_agent_loop, models
+from agentloop_graph import cli, create_agent_loop, models, steps
 from agentloop_graph.testing import ScriptedChatModel, Slow
 
 FAIL_STEP_2 = "Plan a picnic, fail step 2"
@@ -223,6 +223,48 @@ def test_step_that_stays_failed_is_marked_and_run_is_partial(
         "    ✗ step failed, no adaptation left",
     ]
     assert "Answer: a done, b not" in lines
+
+
+@pytest.mark.parametrize(
+    ("adapter", "calls", "why"),
+    [
+        # The budget refused the adapter's call.
+        (["b, differently"], "3", "budget exhausted: model calls"),
+        # The adapter proposed the step it was given.
+        (["b"], "9", "the adapter proposed no new approach"),
+        # The adapter's own call failed.
+        ([RuntimeError("no idea")], "9", "RuntimeError: no idea"),
+    ],
+)
+def test_a_step_the_adapter_could_not_revise_says_why_it_ended(
+    adapter: list[Any],
+    calls: str,
+    why: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = ScriptedChatModel(
+        responses={
+            "planner": ["1. a\n2. b"],
+            "executor": ["did a", RuntimeError("boom")],
+            "adapter": adapter,
+            "summariser": ["ok"],
+        }
+    )
+    _use_model(monkeypatch, model)
+
+    assert cli.main(["run", "two things", "--max-model-calls", calls]) == 2
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[lines.index("[2/2] b ...") :][:3] == [
+        "[2/2] b ...",
+        "    ✗ failed: RuntimeError: boom",
+        f"    ✗ step failed: {why}",
+    ]
+
+
+def test_the_error_joint_is_the_librarys() -> None:
+    assert cli.ALSO_FAILED == steps.ALSO_FAILED
 
 
 def test_failed_planning_prints_the_reason_and_exits_1(
@@ -722,7 +764,7 @@ def test_a_demo_run_stopped_by_its_budget_says_so(capsys: pytest.CaptureFixture[
     assert lines[lines.index("[2/4] attempt 2, with the revised step ...") :][:3] == [
         "[2/4] attempt 2, with the revised step ...",
         "    ✗ failed: budget exhausted: model calls",
-        "    ✗ step failed, no adaptation left",
+        "    ✗ step failed: budget exhausted: model calls",
     ]
     assert "[3/4]" not in "\n".join(lines)
     assert (

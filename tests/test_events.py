@@ -71,6 +71,7 @@ EXPECTED = [
             "description": "Fetch data",
             "result": "fetched",
             "status": "adapted",
+            "error": "RuntimeError: fetch refused",
         },
     ),
     ("agentic.step_started", {"step": 2, "total": 3, "description": "Parse data", "attempt": 1}),
@@ -86,12 +87,26 @@ EXPECTED = [
     ),
     (
         "agentic.step_complete",
-        {"step": 2, "total": 3, "description": "Parse data", "result": "", "status": "failed"},
+        {
+            "step": 2,
+            "total": 3,
+            "description": "Parse data",
+            "result": "",
+            "status": "failed",
+            "error": "OSError: bad bytes; Adaptation also failed: RuntimeError: no idea",
+        },
     ),
     ("agentic.step_started", {"step": 3, "total": 3, "description": "Report", "attempt": 1}),
     (
         "agentic.step_complete",
-        {"step": 3, "total": 3, "description": "Report", "result": "report", "status": "completed"},
+        {
+            "step": 3,
+            "total": 3,
+            "description": "Report",
+            "result": "report",
+            "status": "completed",
+            "error": None,
+        },
     ),
     (
         "agentic.task_complete",
