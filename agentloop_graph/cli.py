@@ -315,9 +315,10 @@ def _step_lines(
     return []
 
 
-def activity(event: Mapping[str, Any]) -> str | None:
+def activity(event: Mapping[str, Any], steps_ended: int = 0) -> str | None:
     """What the model is busy with once `event` has happened (`"step 2/4"`), or None
-    until the next event says more."""
+    until the next event says more; `steps_ended` counts the steps ended so far (in a
+    parallel run the last step to end need not be the plan's last)."""
     position = f"step {event.get('step')}/{event.get('total')}"
     match event["event"]:
         case "agentic.step_started" if event["attempt"] > 1:
@@ -326,7 +327,7 @@ def activity(event: Mapping[str, Any]) -> str | None:
             return position
         case "agentic.step_failed":
             return f"revising {position}"
-        case "agentic.step_complete" if event["step"] == event["total"]:
+        case "agentic.step_complete" if steps_ended == event["total"]:
             return "writing the answer"
     return None
 
@@ -343,6 +344,7 @@ class Spending:
 
     def __init__(self) -> None:
         self.model_calls = self.tokens = 0
+        self.steps_ended = 0
         self.report: Mapping[str, Any] | None = None
 
     def planning(self) -> None:
@@ -356,7 +358,8 @@ class Spending:
                 self.model_calls -= 1
             case "agentic.step_complete":
                 self.tokens += (event.get("usage") or {}).get("total_tokens", 0)
-                if event["step"] == event["total"]:
+                self.steps_ended += 1
+                if self.steps_ended == event["total"]:
                     self.model_calls += 1  # the final answer
             case "agentic.task_complete" if isinstance(event.get("budget"), Mapping):
                 self.report = event["budget"]
@@ -673,7 +676,7 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
                         console.say(line)
                     if chunk["event"] == "agentic.step_started":
                         streamed.discard("executor")
-                    console.working(activity(chunk))
+                    console.working(activity(chunk, spending.steps_ended))
             if not (pending := output.get("__interrupt__")):
                 return output
             console.finish()

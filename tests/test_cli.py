@@ -346,8 +346,10 @@ def test_activity_follows_the_events() -> None:
     assert cli.activity({**started, "attempt": 2}) == "step 2/4, attempt 2"
     assert cli.activity({**started, "event": "agentic.step_failed"}) == "revising step 2/4"
     done = {"event": "agentic.step_complete", "step": 4, "total": 4}
-    assert cli.activity(done) == "writing the answer"
-    assert cli.activity({**done, "step": 3}) is None
+    assert cli.activity(done, steps_ended=4) == "writing the answer"
+    # A parallel run's plan-last step may end before others.
+    assert cli.activity(done, steps_ended=3) is None
+    assert cli.activity({**done, "step": 3}, steps_ended=4) == "writing the answer"
 
 
 # --- --stream ------------------------------------------------------------------------
@@ -895,6 +897,17 @@ def test_spending_counts_calls_from_the_events() -> None:
     assert (
         spending.line() == "Spent: 4 model calls, 1,234 tokens, 1.3 s (limits: 1,000 tokens, 2.5 s)"
     )
+
+
+def test_spending_counts_the_answer_once_every_step_of_a_parallel_run_ended() -> None:
+    spending = cli.Spending()
+    spending.planning()
+    for step in (2, 1):  # the plan's last step ends first
+        spending.update({"event": "agentic.step_started", "step": step, "total": 2, "attempt": 1})
+    spending.update({"event": "agentic.step_complete", "step": 2, "total": 2})
+    assert spending.so_far() == "3 model calls"
+    spending.update({"event": "agentic.step_complete", "step": 1, "total": 2})
+    assert spending.so_far() == "4 model calls"
 
 
 def test_max_replans_prints_the_revised_plan(
