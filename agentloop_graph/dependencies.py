@@ -8,24 +8,31 @@ Every dependency points to an earlier step, so a plan is always acyclic.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from agentloop_graph.parsing import json_plan_items, parse_json_plan, parse_plan, tidy_step
 from agentloop_graph.progress import PlanFormat
 
-_STEP = {
-    "type": "object",
-    "properties": {
-        "description": {"type": "string"},
-        "depends_on": {"type": "array", "items": {"type": "integer"}},
-    },
-    "required": ["description", "depends_on"],
-}
-DEPENDENCY_PLAN_SCHEMA = {
-    "type": "object",
-    "properties": {"steps": {"type": "array", "items": _STEP}},
-    "required": ["steps"],
-}
-"""A plan with dependencies, for models that can be held to a JSON schema."""
+
+def dependency_plan_schema(max_steps: int) -> dict[str, Any]:
+    """A plan with dependencies, for models that can be held to a JSON schema.
+
+    Held to it as it writes, a small model would often answer with no step at all, or
+    fill its answer with step numbers: a plan has a step, and a step waits for at most
+    the `max_steps - 1` that can come before it.
+    """
+    depends_on = {"type": "array", "items": {"type": "integer"}, "maxItems": max(max_steps - 1, 0)}
+    step = {
+        "type": "object",
+        "properties": {"description": {"type": "string", "minLength": 1}, "depends_on": depends_on},
+        "required": ["description", "depends_on"],
+    }
+    return {
+        "type": "object",
+        "properties": {"steps": {"type": "array", "items": step, "minItems": 1}},
+        "required": ["steps"],
+    }
+
 
 # "(after 1, 3)", "(after steps 1 and 3)", "(depends on: 1)", "[after: 1, 3]", "(depends on none)",
 # at the end of a step (a full stop may follow).
@@ -72,12 +79,13 @@ def parse_dependency_plan(text: str, *, offset: int = 0) -> Plan:
 
 
 def parse_json_dependency_plan(text: str, *, offset: int = 0) -> Plan | None:
-    """The steps of a `{"steps": [{"description", "depends_on"}, ...]}` plan, or None if
-    the reply is not one (the caller then reads it as text).
+    """The steps of a `{"steps": [{"description", "depends_on"}, ...]}` plan (none when it
+    holds no step with text), or None if the reply is not JSON (the caller then reads it
+    as text).
 
     A plain string item waits for nothing, as does an item without `depends_on`; entries
     that are not integers are dropped. A plan cut off mid-way keeps its complete items.
-    Empty steps are dropped before numbering, as in text plans.
+    Items without text are dropped before numbering, as empty steps are in text plans.
     """
     items = json_plan_items(text)
     if items is None:
@@ -87,15 +95,11 @@ def parse_json_dependency_plan(text: str, *, offset: int = 0) -> Plan | None:
     for item in items:
         entry = item if isinstance(item, dict) else {"description": item}
         description, deps = entry.get("description"), entry.get("depends_on", [])
-        if not isinstance(description, str):
-            return None
-        step = tidy_step(description)
+        step = tidy_step(description) if isinstance(description, str) else ""
         if step:
             steps.append(step)
             deps = deps if isinstance(deps, list) else [deps]
             wanted.append([d for d in deps if isinstance(d, int) and not isinstance(d, bool)])
-    if not steps:
-        return None
     return steps, [_earlier(deps, n) for n, deps in enumerate(wanted, offset + 1)]
 
 

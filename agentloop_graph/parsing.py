@@ -122,11 +122,11 @@ def reasoning_of(reply: AIMessage) -> str | None:
 _STEPS_ARRAY = re.compile(r'^\s*\{\s*"steps"\s*:\s*\[')
 
 
-def _complete_items(text: str) -> list[object] | None:
+def _complete_items(text: str) -> list[object]:
     # A plan cut off at the token limit (or followed by chatter): keep its complete items.
     start = _STEPS_ARRAY.search(text)
     if start is None:
-        return None
+        return []
     items: list[object] = []
     position = start.end()
     while True:
@@ -140,14 +140,20 @@ def _complete_items(text: str) -> list[object] | None:
 
 def json_plan_items(text: str) -> list[object] | None:
     """The items of a plan written as `{"steps": [...]}` (its complete ones, if it was cut
-    off mid-way), or None if it is not one."""
+    off mid-way), or None if the answer is not a JSON object (the model answered in text).
+
+    A JSON object is never read as text: its lines are no steps. One of another shape, or
+    cut off before its first complete item, has no items.
+    """
     answer = clean_answer(text)
+    if not answer.startswith("{"):
+        return None
     try:
         data = json.loads(answer)
     except ValueError:
         return _complete_items(answer)
     items = data.get("steps") if isinstance(data, dict) else None
-    return items if isinstance(items, list) else None
+    return items if isinstance(items, list) else []
 
 
 def tidy_step(text: str) -> str:
@@ -157,15 +163,16 @@ def tidy_step(text: str) -> str:
 
 
 def parse_json_plan(text: str) -> list[str] | None:
-    """The steps of a plan written as `{"steps": [...]}`, or None if it is not one.
+    """The steps of a plan written as `{"steps": [...]}` (none when it holds no text
+    steps), or None if the answer is not JSON.
 
     A plan cut off mid-way keeps its complete steps; a model's own numbering inside
     the strings is dropped, as in numbered-list plans.
     """
     items = json_plan_items(text)
-    if items is None or not all(isinstance(item, str) for item in items):
+    if items is None:
         return None
-    return [step for step in map(tidy_step, map(str, items)) if step] or None
+    return [step for item in items if isinstance(item, str) and (step := tidy_step(item))]
 
 
 def _tidy(item: str) -> str:

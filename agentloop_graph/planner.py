@@ -15,7 +15,7 @@ from langgraph.types import Overwrite
 from agentloop_graph.budget import Meter
 from agentloop_graph.calls import ModelRequest, acall_model, call_model
 from agentloop_graph.context import Settings
-from agentloop_graph.dependencies import DEPENDENCY_PLAN_SCHEMA, read_plan
+from agentloop_graph.dependencies import dependency_plan_schema, read_plan
 from agentloop_graph.models import describe_error, with_json_schema
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap
 from agentloop_graph.progress import PlanReady, ProgressEvent, aemit, emit
@@ -45,7 +45,7 @@ def _request(state: PlannerInput, settings: Settings) -> ModelRequest:
             "(or nest the loop in a graph that has one) and a thread_id in the config"
         )
     model = settings.models.planner
-    schema = DEPENDENCY_PLAN_SCHEMA if settings.parallel else PLAN_SCHEMA
+    schema = dependency_plan_schema(settings.max_steps) if settings.parallel else PLAN_SCHEMA
     return ModelRequest(
         with_json_schema(model, schema) or model,
         planner_prompt(settings.prompts, state["task"], settings.max_steps, settings.parallel),

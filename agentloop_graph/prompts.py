@@ -173,7 +173,7 @@ def build_prompts(system_prompt: object, templates: object) -> Prompts:
 
 PLAN_SCHEMA = {
     "type": "object",
-    "properties": {"steps": {"type": "array", "items": {"type": "string"}}},
+    "properties": {"steps": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
     "required": ["steps"],
 }
 """The plan's shape, for models that can be held to a JSON schema."""

@@ -18,7 +18,7 @@ from agentloop_graph.budget import BudgetExhausted, Meter
 from agentloop_graph.calls import ModelRequest
 from agentloop_graph.context import Settings
 from agentloop_graph.dependencies import (
-    DEPENDENCY_PLAN_SCHEMA,
+    dependency_plan_schema,
     kept_dependencies,
     read_plan,
     renumber,
@@ -57,14 +57,15 @@ def replan_request(state: PlannerInput, settings: Settings) -> ModelRequest:
     """The call that asks for the steps to replace the ones not yet started."""
     plan, done, _ = _ended_first(state)
     model = settings.models.planner
-    schema = DEPENDENCY_PLAN_SCHEMA if state["cursor"]["max_parallel"] else PLAN_SCHEMA
+    parallel = bool(state["cursor"]["max_parallel"])
+    schema = dependency_plan_schema(settings.max_steps) if parallel else PLAN_SCHEMA
     prompt = replanner_prompt(
         settings.prompts,
         state["task"],
         plan,
         done,
         settings.max_steps - len(done),
-        parallel=bool(state["cursor"]["max_parallel"]),
+        parallel=parallel,
     )
     cursor = settled(state)
     return ModelRequest(

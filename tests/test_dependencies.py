@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentloop_graph.dependencies import (
-    DEPENDENCY_PLAN_SCHEMA,
+    dependency_plan_schema,
     kept_dependencies,
     parse_dependency_plan,
     parse_json_dependency_plan,
@@ -85,9 +85,18 @@ def test_revision_numbers_count_in_the_whole_plan() -> None:
 
 
 def test_schema_asks_for_descriptions_and_dependencies() -> None:
-    item = DEPENDENCY_PLAN_SCHEMA["properties"]["steps"]["items"]  # type: ignore[index]
-    assert item["required"] == ["description", "depends_on"]
-    assert DEPENDENCY_PLAN_SCHEMA["required"] == ["steps"]
+    schema = dependency_plan_schema(4)
+    steps = schema["properties"]["steps"]
+    assert schema["required"] == ["steps"] and steps["minItems"] == 1
+    assert steps["items"]["required"] == ["description", "depends_on"]
+    # A step waits at most for every step before it.
+    assert steps["items"]["properties"]["depends_on"]["maxItems"] == 3
+    assert (
+        dependency_plan_schema(1)["properties"]["steps"]["items"]["properties"]["depends_on"][
+            "maxItems"
+        ]
+        == 0
+    )
 
 
 def _plan(*steps: object) -> str:
@@ -119,8 +128,6 @@ def test_json_plan_with_offset_and_long_steps() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "1. Boil water\n2. Add tea",
-        "[1, 2]",
         '{"plan": []}',
         '{"steps": "Boil water"}',
         _plan({"depends_on": [1]}),
@@ -130,6 +137,12 @@ def test_json_plan_with_offset_and_long_steps() -> None:
         '{"steps": [{"description": "Boil',
     ],
 )
+def test_a_json_answer_without_a_step_is_a_plan_of_none(text: str) -> None:
+    # Never read as text instead: the lines of a JSON object are no steps.
+    assert parse_json_dependency_plan(text) == ([], [])
+
+
+@pytest.mark.parametrize("text", ["1. Boil water\n2. Add tea", "[1, 2]", "Sure: {...}"])
 def test_not_a_json_plan(text: str) -> None:
     assert parse_json_dependency_plan(text) is None
 

@@ -777,6 +777,23 @@ def test_a_parallel_plan_is_held_to_the_dependency_schema(
     assert out["dependencies"] == [[], [], [1, 2]]
     planner = ollama_server.chat_requests[0]
     item = planner.format["properties"]["steps"]["items"]
-    assert item["properties"]["depends_on"] == {"type": "array", "items": {"type": "integer"}}
+    assert item["properties"]["depends_on"] == {
+        "type": "array",
+        "items": {"type": "integer"},
+        "maxItems": 9,  # max_steps - 1: no step waits for more
+    }
     assert "(after 1, 2)" in planner.prompt  # the text form is asked for too, for other models
     assert out["status"] == "completed"
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_json_plan_with_no_steps_is_no_plan(ollama_server: FakeOllama, parallel: bool) -> None:
+    # What a small model held to the plan's schema may answer: never a step of its own.
+    ollama_server.play(reply('{ "steps": [ ]} '))
+    out = loop(parallel=parallel).invoke({"task": TASK})
+    assert (out["status"], out["summary"], out["plan"]) == (
+        "failed",
+        "Planning produced no steps.",
+        [],
+    )
+    assert len(ollama_server.chat_requests) == 1

@@ -21,6 +21,7 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from agentloop_graph import cli, create_agent_loop
+from agentloop_graph.dependencies import dependency_plan_schema
 from tests.fake_ollama import FakeOllama, RealModel, RealModelUnavailable, Served, serve_real_model
 from tests.fake_ollama import llama as real_model
 from tests.fake_ollama.llama import SERVED_MODEL, find_gguf
@@ -284,6 +285,39 @@ async def test_ainvoke_runs_the_loop_on_the_real_model(ollama_host: FakeOllama) 
     )
     requests, served = _since(ollama_host, mark)
     assert_output_contract(out, task)
+    assert_calls_served(out, requests, served)
+    assert_usage_counted(out, requests, served)
+
+
+async def test_a_parallel_run_plans_with_dependencies_in_the_schema_on_the_real_model(
+    ollama_host: FakeOllama,
+) -> None:
+    loop = create_agent_loop(
+        MODEL, max_steps=MAX_STEPS, model_options=ANSWER_LIMIT, parallel=True, max_parallel=2
+    )
+    mark = _mark(ollama_host)
+    events: list[dict[str, Any]] = []
+    out: dict[str, Any] = {}
+    # The output keys `ainvoke` returns, and the events beside them.
+    modes = ["custom", "values"]
+    async for mode, chunk in loop.astream(
+        {"task": TASK}, stream_mode=modes, output_keys=loop.output_channels
+    ):
+        if mode == "custom":
+            events.append(chunk)
+        else:
+            out = chunk
+    requests, served = _since(ollama_host, mark)
+    # The plan was asked for in the dependency schema, which llama.cpp's grammar (as
+    # Ollama's) held the model to: it parsed as JSON, and every step waits only for earlier
+    # ones.
+    assert ollama_host.chat_requests[mark[0]].format == dependency_plan_schema(MAX_STEPS)
+    assert events[0]["event"] == "agentic.plan_ready" and events[0]["plan_format"] == "json"
+    dependencies = out["dependencies"]
+    assert len(dependencies) == len(out["plan"]) == events[0]["total"]
+    assert all(0 < after < step for step, waits in enumerate(dependencies, 1) for after in waits)
+    assert set(out) == OUTPUT_KEYS | {"dependencies"}
+    assert_output_contract({k: v for k, v in out.items() if k != "dependencies"}, TASK)
     assert_calls_served(out, requests, served)
     assert_usage_counted(out, requests, served)
 
