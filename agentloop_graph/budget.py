@@ -6,7 +6,7 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AIMessage
@@ -69,10 +69,10 @@ def as_budget(value: object) -> Budget | None:
     if value is None or isinstance(value, Budget):
         return value
     if isinstance(value, dict):
-        try:
-            return Budget(**value)
-        except TypeError as exc:
-            raise ValueError(f"budget: {exc}") from None
+        limits = [field.name for field in fields(Budget)]
+        if unknown := sorted(set(map(str, value)) - set(limits)):
+            raise ValueError(f"budget has unknown limits {unknown}; Budget has {limits}")
+        return Budget(**value)
     raise ValueError(f"budget must be a Budget or a dict of its limits, got {value!r}")
 
 

@@ -157,6 +157,12 @@ def test_invalid_budgets_name_the_limit(limits: dict[str, Any], name: str) -> No
         graph.invoke({"task": "t"}, context={"budget": limits})
 
 
+def test_a_budget_with_an_unknown_limit_names_it() -> None:
+    graph = create_agent_loop(steps_model())
+    with pytest.raises(ValueError, match=r"unknown limits \['max_calls'\]; Budget has"):
+        graph.invoke({"task": "t"}, context={"budget": {"max_calls": 3}})
+
+
 def test_a_model_repeating_itself_fails_the_attempt(run: Run) -> None:
     loop = "1.1.1: " * 300
     model = ScriptedChatModel(
