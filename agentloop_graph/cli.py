@@ -648,12 +648,12 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
     spending.planning()
     console.working("planning")
     answer: bool | list[str] | None = None
+    parallel = False  # steps interleave: a plan with dependencies says so
+    failures: dict[int, str] = {}  # each step's last failed attempt's error
     try:
-        while True:
+        while True:  # a leg each: to the end of the run, or to a pause for plan approval
             output: Mapping[str, Any] = {}
             streamed: set[str] = set()  # the phases whose text the current step or answer showed
-            parallel = False  # steps interleave: a plan with dependencies says so
-            failures: dict[int, str] = {}  # each step's last failed attempt's error
             for mode, chunk in in_background(functools.partial(leg, answer), console):
                 if mode == "values":
                     output = chunk

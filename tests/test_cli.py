@@ -541,6 +541,23 @@ def test_approve_edit_runs_the_typed_steps(
     ]
 
 
+def test_an_edited_parallel_plan_says_which_step_each_line_is_about(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _answers(monkeypatch, "e\nfetch A\nfetch B\ncompare (after 1, 2)\n\n")
+
+    argv = ["run", "Plan a picnic", "--model", "demo", "--parallel", "--approve"]
+    assert cli.main(argv) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    done = [line for line in lines if "✓ done" in line]
+    assert sorted(done) == [
+        "    [1/3] ✓ done: [demo] Step 1 done: fetch A.",
+        "    [2/3] ✓ done: [demo] Step 2 done: fetch B.",
+        "    [3/3] ✓ done: [demo] Step 3 done: compare.",
+    ]
+
+
 def test_approve_edit_with_no_steps_asks_again(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
