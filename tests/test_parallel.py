@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -347,3 +348,34 @@ def test_replans_in_a_parallel_run_are_bounded(run: Run) -> None:
     out = run(loop, {"task": "t"})
     assert len(model.calls_from("planner")) == 2
     assert out["plan"][-1] == "again"
+
+
+def test_concurrent_parallel_runs_of_one_graph_stay_isolated() -> None:
+    def respond(call: ModelCall) -> str:
+        task = call.prompt.split("Task: ", 1)[1].splitlines()[0]
+        if call.node == "planner":
+            return (
+                f"1. {task} A (after none)\n2. {task} B (after none)\n3. {task} join (after 1, 2)"
+            )
+        if call.node == "executor":
+            return f"did {step_of(call)}"
+        return f"answer for {task}"
+
+    graph = create_agent_loop(ScriptedChatModel(responses=respond, latency=0.01), parallel=True)
+
+    def check(out: dict[str, Any], task: str) -> None:
+        assert out["task"] == task and out["dependencies"] == [[], [], [1, 2]]
+        assert [s["result"] for s in out["steps"]] == [
+            f"did {task} {s}" for s in ("A", "B", "join")
+        ]
+        assert out["answer"] == f"answer for {task}"
+
+    async def many() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(graph.ainvoke({"task": f"task-{i}"}) for i in range(30)))
+
+    for i, out in enumerate(asyncio.run(many())):
+        check(out, f"task-{i}")
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda i: graph.invoke({"task": f"thread-{i}"}), range(8)))
+    for i, out in enumerate(outs):
+        check(out, f"thread-{i}")
