@@ -315,21 +315,41 @@ def _step_lines(
     return []
 
 
-def activity(event: Mapping[str, Any], steps_ended: int = 0) -> str | None:
-    """What the model is busy with once `event` has happened (`"step 2/4"`), or None
-    until the next event says more; `steps_ended` counts the steps ended so far (in a
-    parallel run the last step to end need not be the plan's last)."""
-    position = f"step {event.get('step')}/{event.get('total')}"
-    match event["event"]:
-        case "agentic.step_started" if event["attempt"] > 1:
-            return f"{position}, attempt {event['attempt']}"
-        case "agentic.step_started":
-            return position
-        case "agentic.step_failed":
+class Activity:
+    """What the model is busy with, as the progress events tell it: the steps running (a
+    parallel run's, several at once) and what each is at, then the final answer once every
+    step has ended."""
+
+    def __init__(self) -> None:
+        self._running: dict[int, str] = {}  # step: what it is at ("", "attempt 2", "revising")
+        self._ended = self._total = 0
+
+    def update(self, event: Mapping[str, Any]) -> str | None:
+        """The live line's label once `event` has happened (`"step 2/4"`), or None while
+        nothing is known to be running."""
+        self._total = event.get("total", self._total)
+        step = event.get("step", 0)
+        match event["event"]:
+            case "agentic.step_started":
+                self._running[step] = f"attempt {event['attempt']}" if event["attempt"] > 1 else ""
+            case "agentic.step_failed":
+                self._running[step] = "revising"
+            case "agentic.step_complete":
+                self._running.pop(step, None)
+                self._ended += 1
+        return self._label()
+
+    def _label(self) -> str | None:
+        if not self._running:
+            return "writing the answer" if self._ended == self._total > 0 else None
+        if len(self._running) > 1:
+            steps = (f"{n} ({at})" if at else str(n) for n, at in sorted(self._running.items()))
+            return f"steps {', '.join(steps)} of {self._total}"
+        ((step, at),) = self._running.items()
+        position = f"step {step}/{self._total}"
+        if at == "revising":
             return f"revising {position}"
-        case "agentic.step_complete" if steps_ended == event["total"]:
-            return "writing the answer"
-    return None
+        return f"{position}, {at}" if at else position
 
 
 def _count(number: float, unit: str) -> str:
@@ -648,6 +668,7 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
     spending.planning()
     console.working("planning")
     answer: bool | list[str] | None = None
+    activity = Activity()
     parallel = False  # steps interleave: a plan with dependencies says so
     failures: dict[int, str] = {}  # each step's last failed attempt's error
     try:
@@ -676,7 +697,7 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
                         console.say(line)
                     if chunk["event"] == "agentic.step_started":
                         streamed.discard("executor")
-                    console.working(activity(chunk, spending.steps_ended))
+                    console.working(activity.update(chunk))
             if not (pending := output.get("__interrupt__")):
                 return output
             console.finish()

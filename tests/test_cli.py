@@ -341,15 +341,33 @@ def test_output_that_is_not_a_terminal_gets_plain_still_working_lines(
 
 
 def test_activity_follows_the_events() -> None:
-    started = {"event": "agentic.step_started", "step": 2, "total": 4, "attempt": 1}
-    assert cli.activity(started) == "step 2/4"
-    assert cli.activity({**started, "attempt": 2}) == "step 2/4, attempt 2"
-    assert cli.activity({**started, "event": "agentic.step_failed"}) == "revising step 2/4"
-    done = {"event": "agentic.step_complete", "step": 4, "total": 4}
-    assert cli.activity(done, steps_ended=4) == "writing the answer"
-    # A parallel run's plan-last step may end before others.
-    assert cli.activity(done, steps_ended=3) is None
-    assert cli.activity({**done, "step": 3}, steps_ended=4) == "writing the answer"
+    activity = cli.Activity()
+    started = {"event": "agentic.step_started", "step": 1, "total": 2, "attempt": 1}
+    assert activity.update(started) == "step 1/2"
+    assert activity.update({**started, "event": "agentic.step_failed"}) == "revising step 1/2"
+    assert activity.update({**started, "attempt": 2}) == "step 1/2, attempt 2"
+    done = {"event": "agentic.step_complete", "step": 1, "total": 2}
+    assert activity.update(done) is None
+    assert activity.update({**started, "step": 2}) == "step 2/2"
+    assert activity.update({**done, "step": 2}) == "writing the answer"
+
+
+def test_activity_of_a_parallel_run_names_every_running_step() -> None:
+    activity = cli.Activity()
+    started = {"event": "agentic.step_started", "total": 3, "attempt": 1}
+    activity.update({**started, "step": 1})
+    assert activity.update({**started, "step": 3}) == "steps 1, 3 of 3"
+    failed = {"event": "agentic.step_failed", "step": 1, "total": 3}
+    assert activity.update(failed) == "steps 1 (revising), 3 of 3"
+    # The plan's last step ends first: the others still run, the answer is not next.
+    assert activity.update({"event": "agentic.step_complete", "step": 3, "total": 3}) == (
+        "revising step 1/3"
+    )
+    activity.update({"event": "agentic.step_complete", "step": 1, "total": 3})
+    assert activity.update({**started, "step": 2}) == "step 2/3"
+    assert activity.update({"event": "agentic.step_complete", "step": 2, "total": 3}) == (
+        "writing the answer"
+    )
 
 
 # --- --stream ------------------------------------------------------------------------
