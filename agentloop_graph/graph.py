@@ -33,7 +33,7 @@ from agentloop_graph.compiled import AgentLoopGraph
 from agentloop_graph.context import Context, Models, Settings, check_settings, resolve
 from agentloop_graph.executor import aexecute, execute
 from agentloop_graph.models import DEFAULT_MODEL, for_phase, resolve_model
-from agentloop_graph.parallel import next_wave, was_sent, wave
+from agentloop_graph.parallel import after_branch, next_wave, was_sent, wave
 from agentloop_graph.planner import aplan, plan
 from agentloop_graph.prompts import build_prompts
 from agentloop_graph.state import (
@@ -127,7 +127,7 @@ def route_after_adapter(
     summarise once every step has ended (or the budget is spent). In a parallel run, the
     executor plans the next wave once every step of this one has ended."""
     if state["cursor"]["max_parallel"]:
-        return "executor"
+        return after_branch(state)
     if state["cursor"]["replan_reason"] is not None:
         return "planner"
     more = len(state["steps"]) < len(state["plan"])
@@ -142,7 +142,7 @@ def route_after_executor(
     router sends the next wave: each step's next attempt or adaptation, and the steps
     ready to start."""
     if state["cursor"]["max_parallel"]:
-        return "executor" if was_sent(config) else next_wave(state)
+        return after_branch(state) if was_sent(config) else next_wave(state)
     if state["cursor"]["needs_adaptation"]:
         return "adapter"
     if state["status"] == "cancelled":

@@ -7,7 +7,8 @@ Its update is then turned into writes that steps running at once can all make
 (`open_steps`, `spending`). Each branch's router only sees its own writes, so branches route
 to a plain `executor` execution, which LangGraph runs once after the whole wave: its router,
 seeing every step, sends the next wave or ends the run. The first wave is sent by the
-planner's router, unless a person is to approve the plan first (the executor asks them).
+planner's router, unless a person is to approve the plan first (the executor asks them);
+the branch that ends the plan's last step goes to the summariser itself.
 """
 
 from __future__ import annotations
@@ -137,6 +138,14 @@ def next_wave(state: StepInput) -> list[Send] | Literal["planner", "summariser"]
     if state["cursor"]["replan_reason"] is not None and not state.get("open_steps"):
         return "planner"
     return wave(state) or "summariser"
+
+
+def after_branch(state: StepInput) -> Literal["executor", "summariser"]:
+    """Where a branch goes once its attempt or adaptation is recorded: the executor's turn
+    between waves, or the summariser at once when its step was the last of the plan to
+    end. A branch's router sees only its own writes, and a step still running has no
+    record: one that sees a record for every step is the only branch left."""
+    return "summariser" if len(state["steps"]) == len(state["plan"]) else "executor"
 
 
 def open_step_of(cursor: Cursor) -> OpenStep:
