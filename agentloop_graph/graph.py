@@ -140,7 +140,7 @@ def route_after_executor(
     """Adapt a failed step that may still be revised, else go on like the adapter. In a
     parallel run, a step's attempt goes on to the executor's turn between waves, whose
     router sends the next wave: each step's next attempt or adaptation, and the steps
-    ready to start."""
+    ready to start (or, once the plan's last step has ended, to the summariser)."""
     if state["cursor"]["max_parallel"]:
         return after_branch(state) if was_sent(config) else next_wave(state)
     if state["cursor"]["needs_adaptation"]:
