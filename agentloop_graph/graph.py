@@ -33,7 +33,7 @@ from agentloop_graph.compiled import AgentLoopGraph
 from agentloop_graph.context import Context, Models, Settings, check_settings, resolve
 from agentloop_graph.executor import aexecute, execute
 from agentloop_graph.models import DEFAULT_MODEL, for_phase, resolve_model
-from agentloop_graph.parallel import next_wave, was_sent
+from agentloop_graph.parallel import after_branch, next_wave, was_sent, wave
 from agentloop_graph.planner import aplan, plan
 from agentloop_graph.prompts import build_prompts
 from agentloop_graph.state import (
@@ -108,11 +108,16 @@ class Router(Runnable[Any, str | list[Send]]):
 
 def route_after_planner(
     state: PlannerInput, config: RunnableConfig
-) -> Literal["executor", "summariser"]:
-    """Execute the plan, or summarise a planning failure (or a replan the budget refused)."""
+) -> Literal["executor", "summariser"] | list[Send]:
+    """Execute the plan, or summarise a planning failure (or a replan the budget refused).
+    A parallel run's plan that needs no approval starts its first wave from here, as the
+    executor's turn between waves would: that turn would have nothing else to do."""
     cursor = state.get("cursor")
-    stopped = cursor is not None and cursor["stopped"] is not None
-    return "executor" if state.get("plan") and not stopped else "summariser"
+    if not state.get("plan") or (cursor is not None and cursor["stopped"] is not None):
+        return "summariser"
+    if cursor is not None and cursor["max_parallel"] and cursor["approved"]:
+        return wave(state) or "summariser"
+    return "executor"
 
 
 def route_after_adapter(
@@ -122,7 +127,7 @@ def route_after_adapter(
     summarise once every step has ended (or the budget is spent). In a parallel run, the
     executor plans the next wave once every step of this one has ended."""
     if state["cursor"]["max_parallel"]:
-        return "executor"
+        return after_branch(state)
     if state["cursor"]["replan_reason"] is not None:
         return "planner"
     more = len(state["steps"]) < len(state["plan"])
@@ -135,9 +140,9 @@ def route_after_executor(
     """Adapt a failed step that may still be revised, else go on like the adapter. In a
     parallel run, a step's attempt goes on to the executor's turn between waves, whose
     router sends the next wave: each step's next attempt or adaptation, and the steps
-    ready to start."""
+    ready to start (or, once the plan's last step has ended, to the summariser)."""
     if state["cursor"]["max_parallel"]:
-        return "executor" if was_sent(config) else next_wave(state)
+        return after_branch(state) if was_sent(config) else next_wave(state)
     if state["cursor"]["needs_adaptation"]:
         return "adapter"
     if state["status"] == "cancelled":

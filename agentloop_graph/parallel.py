@@ -6,7 +6,9 @@ sequential run's cursor holds them, so the executor and adapter treat it as the 
 Its update is then turned into writes that steps running at once can all make
 (`open_steps`, `spending`). Each branch's router only sees its own writes, so branches route
 to a plain `executor` execution, which LangGraph runs once after the whole wave: its router,
-seeing every step, sends the next wave or ends the run.
+seeing every step, sends the next wave or ends the run. The first wave is sent by the
+planner's router, unless a person is to approve the plan first (the executor asks them);
+the branch that ends the plan's last step goes to the summariser itself.
 """
 
 from __future__ import annotations
@@ -66,7 +68,11 @@ def settled(state: StepInput | PlannerInput) -> Cursor:
 
 
 def _branch(
-    state: StepInput, step: int, progress: OpenStep, cursor: Cursor, ended: dict[int, StepRecord]
+    state: StepInput | PlannerInput,
+    step: int,
+    progress: OpenStep,
+    cursor: Cursor,
+    ended: dict[int, StepRecord],
 ) -> Send:
     node = "adapter" if progress["needs_adaptation"] else "executor"
     after = [ended[number] for number in state.get("dependencies", [])[step - 1]]
@@ -107,26 +113,39 @@ def replan_due(state: StepInput, max_replans: int) -> dict[str, Any]:
     }
 
 
-def next_wave(state: StepInput) -> list[Send] | Literal["planner", "summariser"]:
+def wave(state: StepInput | PlannerInput) -> list[Send]:
     """The next attempt or adaptation of every open step, and the steps whose dependencies
-    have all ended (at most `max_parallel` running in all); the summariser once none is left.
+    have all ended (at most `max_parallel` running in all).
 
     A spent budget starts no new step; open steps go on, to be refused their next call. A
-    replan that is due starts none either, and runs once no step is open.
+    replan that is due starts none either.
     """
     cursor = settled(state)
     ended = {record["step_num"]: record for record in state["steps"]}
     open_steps = {int(step): progress for step, progress in (state.get("open_steps") or {}).items()}
-    replan = cursor["replan_reason"] is not None
-    if replan and not open_steps:
-        return "planner"
     starting: list[int] = []
-    if cursor["stopped"] is None and state["status"] != "cancelled" and not replan:
+    may_start = cursor["stopped"] is None and cursor["replan_reason"] is None
+    if may_start and state["status"] != "cancelled":
         dependencies = state.get("dependencies", [])
         starting = ready_steps(dependencies, set(ended), set(open_steps), cursor["max_parallel"])
-    wave = {**open_steps, **{step: no_open_step() for step in starting}}
-    sends = [_branch(state, step, wave[step], cursor, ended) for step in sorted(wave)]
-    return sends or "summariser"
+    due = {**open_steps, **{step: no_open_step() for step in starting}}
+    return [_branch(state, step, due[step], cursor, ended) for step in sorted(due)]
+
+
+def next_wave(state: StepInput) -> list[Send] | Literal["planner", "summariser"]:
+    """The next wave; the planner once a replan is due and no step is open; the summariser
+    once no step is left."""
+    if state["cursor"]["replan_reason"] is not None and not state.get("open_steps"):
+        return "planner"
+    return wave(state) or "summariser"
+
+
+def after_branch(state: StepInput) -> Literal["executor", "summariser"]:
+    """Where a branch goes once its attempt or adaptation is recorded: the executor's turn
+    between waves, or the summariser at once when its step was the last of the plan to
+    end. A branch's router sees only its own writes, and a step still running has no
+    record: one that sees a record for every step is the only branch left."""
+    return "summariser" if len(state["steps"]) == len(state["plan"]) else "executor"
 
 
 def open_step_of(cursor: Cursor) -> OpenStep:

@@ -237,15 +237,17 @@ class AgentLoopState(OutputState):
 
 
 class PlannerInput(TypedDict):
-    """The planner's view (and, for its router, the plan it wrote); the run so far when it
-    revises the plan."""
+    """The planner's view (and, for its router, the plan it wrote and, in a parallel run,
+    what its first wave needs); the run so far when it revises the plan."""
 
     task: Task
     plan: Plan
     task_id: NotRequired[str]
     steps: NotRequired[Steps]
     cursor: NotRequired[Cursor]
+    status: NotRequired[RunStatus | None]
     dependencies: NotRequired[list[list[int]]]
+    open_steps: NotRequired[dict[str, OpenStep]]
     spending: NotRequired[Spending]
 
 

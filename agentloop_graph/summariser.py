@@ -76,8 +76,10 @@ def _apply(
     settings: Settings,
     request: ModelRequest | None,
     reply: AIMessage | Exception | None,
+    reordered: bool,
 ) -> tuple[dict[str, Any], TaskComplete]:
-    """The update that closes the run, and its last event."""
+    """The update that closes the run, and its last event; the steps of a parallel run
+    rewritten in plan order if they ended in another (`reordered`)."""
     summary, status = _outcome(state)
     cursor = state["cursor"]
     usage = cursor["run_usage"]
@@ -114,7 +116,8 @@ def _apply(
         "messages": [AIMessage(answer or summary)],
     }
     if cursor["max_parallel"]:
-        update["steps"] = Overwrite(state["steps"])  # in plan order, as `_joined` made them
+        if reordered:
+            update["steps"] = Overwrite(state["steps"])  # in plan order, as `_joined` made them
     elif settings.parallel or "dependencies" in state:
         # A parallel run whose planning failed, or a sequential run after a parallel one
         # on its thread: its steps ran one after another, and the earlier run's lists
@@ -123,20 +126,22 @@ def _apply(
     return update, event
 
 
-def _joined(state: SummariserInput) -> SummariserInput:
-    """The run as one cursor and its steps in plan order, however parallel steps ended."""
+def _joined(state: SummariserInput) -> tuple[SummariserInput, bool]:
+    """The run as one cursor and its steps in plan order, however parallel steps ended;
+    whether that order differs from the order they ended in."""
     if not state["cursor"]["max_parallel"]:
-        return state
+        return state, False
     steps = sorted(state["steps"], key=lambda record: record["step_num"])
-    return {**state, "cursor": settled(state), "steps": steps}
+    reordered = any(a is not b for a, b in zip(steps, state["steps"], strict=True))
+    return {**state, "cursor": settled(state), "steps": steps}, reordered
 
 
 def summarise(state: SummariserInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
     """Close the run: summary, status, answer, duration, the final AI message."""
-    state = _joined(state)
+    state, reordered = _joined(state)
     request = _request(state, settings)
     reply = None if request is None else call_model(request, config, settings)
-    update, event = _apply(state, settings, request, reply)
+    update, event = _apply(state, settings, request, reply, reordered)
     emit(config, event)
     return update
 
@@ -145,9 +150,9 @@ async def asummarise(
     state: SummariserInput, config: RunnableConfig, settings: Settings
 ) -> dict[str, Any]:
     """Async twin of `summarise`."""
-    state = _joined(state)
+    state, reordered = _joined(state)
     request = _request(state, settings)
     reply = None if request is None else await acall_model(request, config, settings)
-    update, event = _apply(state, settings, request, reply)
+    update, event = _apply(state, settings, request, reply, reordered)
     await aemit(config, event)
     return update
