@@ -42,6 +42,7 @@ _KINDS = {
     ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver"): "sqlite",
 }
 _TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
+_UNLOCK = "SELECT pg_advisory_unlock(%s)"
 
 
 class ThreadBusyError(RuntimeError):
@@ -148,25 +149,40 @@ def _lock_key(thread_id: str) -> int:
 @contextmanager
 def _advisory_lock(conninfo: str, thread_id: str) -> Iterator[None]:
     """Hold the thread's advisory lock on a connection of our own, closed at the end:
-    advisory locks are re-entrant within a session, so the connection is never shared."""
+    advisory locks are re-entrant within a session, so the connection is never shared.
+
+    The lock is let go explicitly before the connection closes: the server ends a closed
+    session on its own time, and until then the next run on the thread would find it held.
+    (A killed holder's lock goes with its session all the same.)
+    """
     import psycopg
 
+    key = _lock_key(thread_id)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute(_TRY_LOCK, (_lock_key(thread_id),)).fetchone()
+        row = conn.execute(_TRY_LOCK, (key,)).fetchone()
         if not (row and row[0]):
             raise ThreadBusyError(thread_id)
-        yield
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):  # a lost session took its lock along
+                conn.execute(_UNLOCK, (key,))
 
 
 @asynccontextmanager
 async def _aadvisory_lock(conninfo: str, thread_id: str) -> AsyncIterator[None]:
     import psycopg
 
+    key = _lock_key(thread_id)
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-        row = await (await conn.execute(_TRY_LOCK, (_lock_key(thread_id),))).fetchone()
+        row = await (await conn.execute(_TRY_LOCK, (key,))).fetchone()
         if not (row and row[0]):
             raise ThreadBusyError(thread_id)
-        yield
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute(_UNLOCK, (key,))
 
 
 @contextmanager
