@@ -53,6 +53,17 @@ def _earlier(wanted: list[int], number: int) -> list[int]:
     return sorted({dep for dep in wanted if 1 <= dep < number})
 
 
+def in_sequence(count: int, *, offset: int = 0) -> list[list[int]]:
+    """The dependencies of `count` steps run one after another, after `offset` ended ones:
+    each waits for the step before it (the first, for the last ended one, if any).
+
+    Example:
+        >>> in_sequence(3), in_sequence(2, offset=2)
+        ([[], [1], [2]], [[2], [3]])
+    """
+    return [[n - 1] if n > 1 else [] for n in range(offset + 1, offset + count + 1)]
+
+
 def parse_dependency_plan(text: str, *, offset: int = 0) -> Plan:
     """The steps of a numbered-list plan and their `(after 1, 3)` markers, markers removed.
 
@@ -74,7 +85,7 @@ def parse_dependency_plan(text: str, *, offset: int = 0) -> Plan:
             steps.append(step)
             marked.append([int(n) for n in _NUMBER.findall(marker[1])] if marker else None)
     if all(deps is None for deps in marked):
-        return steps, [_earlier([n - 1], n) for n in range(offset + 1, offset + len(steps) + 1)]
+        return steps, in_sequence(len(steps), offset=offset)
     return steps, [_earlier(deps or [], n) for n, deps in enumerate(marked, offset + 1)]
 
 

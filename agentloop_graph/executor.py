@@ -24,7 +24,7 @@ from agentloop_graph.calls import (
     tool_error,
 )
 from agentloop_graph.context import Settings
-from agentloop_graph.dependencies import parse_dependency_plan
+from agentloop_graph.dependencies import in_sequence, parse_dependency_plan
 from agentloop_graph.parallel import is_branch, recorded, replan_due, waited_for
 from agentloop_graph.parsing import (
     MAX_RESULT_CHARS,
@@ -175,7 +175,7 @@ def _review(state: StepInput, settings: Settings) -> dict[str, Any]:
     # The person's steps may say what they wait for, as a planner's do: `(after 1)`.
     steps, dependencies = parse_dependency_plan("\n".join(f"1. {step}" for step in kept))
     if len(steps) != len(kept):
-        steps, dependencies = kept, [[n - 1] if n > 1 else [] for n in range(1, len(kept) + 1)]
+        steps, dependencies = kept, in_sequence(len(kept))
     return {**update, "plan": steps, "dependencies": dependencies}
 
 

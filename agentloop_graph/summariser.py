@@ -14,6 +14,7 @@ from langgraph.types import Overwrite
 from agentloop_graph.budget import BudgetExhausted, Meter, report
 from agentloop_graph.calls import ModelRequest, acall_model, call_model
 from agentloop_graph.context import Settings
+from agentloop_graph.dependencies import in_sequence
 from agentloop_graph.parallel import settled
 from agentloop_graph.parsing import MAX_RESULT_CHARS, MAX_TEXT_CHARS, cap, clean_answer
 from agentloop_graph.progress import SUMMARY_PREVIEW, TaskComplete, aemit, emit
@@ -122,7 +123,7 @@ def _apply(
         # A parallel run whose planning failed, or a sequential run after a parallel one
         # on its thread: its steps ran one after another, and the earlier run's lists
         # must not stay.
-        update["dependencies"] = [[step] if step else [] for step in range(len(state["plan"]))]
+        update["dependencies"] = in_sequence(len(state["plan"]))
     return update, event
 
 
