@@ -398,11 +398,6 @@ def test_two_checkpointers_on_one_database_exclude_each_other(
     assert list(tmp_path.glob("*.lock")) == []  # lock files go with their holds
 
 
-def quick_model() -> ScriptedChatModel:
-    """A one-step plan, answered at once, run after run."""
-    return ScriptedChatModel(responses=lambda call: "1. look" if call.node == "planner" else "ok")
-
-
 @pytest.mark.parametrize("kind", SHARED_KINDS)
 def test_a_run_right_after_another_on_its_thread_finds_it_free(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -410,7 +405,10 @@ def test_a_run_right_after_another_on_its_thread_finds_it_free(
     """One process's run ends, and at once another's starts on the same thread, again and
     again: the first has let go of the thread by the time its call returns."""
     with sync_saver(kind, tmp_path, request) as one, sync_saver(kind, tmp_path, request) as two:
-        loops = [create_agent_loop(quick_model(), checkpointer=saver) for saver in (one, two)]
+        loops = [
+            create_agent_loop(slow_model(latency=0), summarise_with_model=False, checkpointer=saver)
+            for saver in (one, two)
+        ]
         config = new_thread()
         for turn in range(20):
             out = loops[turn % 2].invoke({"task": f"task {turn}"}, config)
@@ -425,7 +423,10 @@ async def test_an_async_run_right_after_another_on_its_thread_finds_it_free(
         async_saver(kind, tmp_path, request) as one,
         async_saver(kind, tmp_path, request) as two,
     ):
-        loops = [create_agent_loop(quick_model(), checkpointer=saver) for saver in (one, two)]
+        loops = [
+            create_agent_loop(slow_model(latency=0), summarise_with_model=False, checkpointer=saver)
+            for saver in (one, two)
+        ]
         config = new_thread()
         for turn in range(20):
             out = await loops[turn % 2].ainvoke({"task": f"task {turn}"}, config)
