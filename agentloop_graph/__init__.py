@@ -6,6 +6,8 @@ import importlib
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.2.0"
+
 if TYPE_CHECKING:
     from agentloop_graph.budget import Budget
     from agentloop_graph.compat import AgenticResult, AgenticStep, run_agentic_loop
@@ -45,6 +47,10 @@ __all__ = [
     "plan_and_execute_tool",
     "run_agentic_loop",
 ]
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]
 
 
 def __getattr__(name: str) -> Any:

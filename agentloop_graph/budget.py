@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Mapping
@@ -12,6 +11,8 @@ from typing import Annotated, Any, Literal
 from langchain_core.messages import AIMessage
 from pydantic import Field
 from typing_extensions import TypedDict
+
+from agentloop_graph.checks import check_count, check_seconds
 
 Spent = Literal["model calls", "tokens", "time"]
 """Which budget stopped a run."""
@@ -45,19 +46,9 @@ class Budget:
 
     def __post_init__(self) -> None:
         for name in ("max_model_calls", "max_tokens"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValueError(f"budget {name} must be an integer >= 1, got {value!r}")
-        seconds = self.max_seconds
-        if seconds is not None and (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
-            or not math.isfinite(seconds)
-            or seconds <= 0
-        ):
-            raise ValueError(f"budget max_seconds must be a finite number > 0, got {seconds!r}")
+            if (value := getattr(self, name)) is not None:
+                check_count(f"budget {name}", value, 1)
+        check_seconds("budget max_seconds", self.max_seconds)
 
 
 def as_budget(value: object) -> Budget | None:

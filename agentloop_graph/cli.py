@@ -91,15 +91,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _Version(argparse.Action):
-    """`--version`, looked up only when asked for (importlib.metadata is not free)."""
+    """`--version`, from the package's one source of it."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
-        from importlib.metadata import PackageNotFoundError, version
+        from agentloop_graph import __version__
 
-        try:
-            print(f"agentloop {version('agentloop-graph')}")
-        except PackageNotFoundError:
-            print("agentloop unknown")
+        print(f"agentloop {__version__}")
         parser.exit(0)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
@@ -13,6 +12,7 @@ from langchain_core.tools import BaseTool
 from pydantic import Field
 
 from agentloop_graph.budget import Budget, as_budget
+from agentloop_graph.checks import check_count, check_flag, check_seconds
 from agentloop_graph.prompts import Prompts
 
 
@@ -71,29 +71,6 @@ class Context:
         Budget | None,
         Field(description="What this run may spend: model calls, tokens, seconds."),
     ] = None
-
-
-def check_count(name: str, value: object, minimum: int) -> None:
-    """Raise `ValueError` naming `name` unless `value` is an integer >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_seconds(name: str, value: object) -> None:
-    """Raise `ValueError` naming `name` unless `value` is None or a finite number > 0."""
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-
-
-def check_flag(name: str, value: object) -> None:
-    """Raise `ValueError` naming `name` unless `value` is a bool."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
