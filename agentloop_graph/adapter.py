@@ -2,51 +2,43 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from langchain_core.messages import AIMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages.ai import add_usage
 
-from agentloop_graph.budget import BudgetExhausted, Meter
-from agentloop_graph.calls import ModelRequest, acall_model, call_model
-from agentloop_graph.context import Settings
-from agentloop_graph.parallel import recorded
+from agentloop_graph.budget import BudgetExhausted
+from agentloop_graph.calls import ModelRequest, NodeRun, acall_model, call_model
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap, clean_answer
 from agentloop_graph.progress import RESULT_PREVIEW, ProgressEvent, StepAdapted, aemit, emit
 from agentloop_graph.prompts import adapter_prompt
-from agentloop_graph.state import Cursor, StepInput
-from agentloop_graph.steps import (
-    NoNewApproach,
-    StepFailure,
-    end_step,
-    failure_text,
-    open_step,
-    spend,
-)
+from agentloop_graph.state import StepInput, StepProgress, open_step, progress_of
+from agentloop_graph.steps import NoNewApproach, StepFailure, end_step, failure_text
 
 
-def _request(state: StepInput, settings: Settings) -> ModelRequest:
-    cursor, plan = state["cursor"], state["plan"]
-    step = open_step(state)
-    attempted = cursor["description"] or plan[step - 1]
-    failure = cursor["error"] or "unknown error"
+def _request(state: StepInput, run: NodeRun, progress: StepProgress) -> ModelRequest:
+    step, plan, settings = open_step(state), state["plan"], run.settings
+    attempted = progress["description"] or plan[step - 1]
+    failure = progress["error"] or "unknown error"
     return ModelRequest(
+        "adapter",
         settings.models.adapter,
         adapter_prompt(settings.prompts, state["task"], step, len(plan), attempted, failure),
-        "adapter",
-        {"task_id": state["task_id"], "step": step, "attempt": cursor["attempt"]},
-        Meter.of(cursor),
+        {"task_id": state["task_id"], "step": step, "attempt": progress["attempt"]},
     )
 
 
-def _revision(state: StepInput, reply: AIMessage | Exception) -> Exception | str:
+def _revision(
+    state: StepInput, progress: StepProgress, reply: AIMessage | Exception
+) -> Exception | str:
     """The revised step, or why there is none to attempt."""
     if isinstance(reply, Exception):
         return reply
     revised = cap(clean_answer(reply.text), MAX_TEXT_CHARS)
     if not revised:
         return StepFailure("the adapter returned an empty step")
-    tried = (state["plan"][open_step(state) - 1], *state["cursor"]["revisions"])
+    tried = (state["plan"][open_step(state) - 1], *progress["revisions"])
     if _same_step(revised) in {_same_step(text) for text in tried}:
         # A revision already tried would fail the same way: end the step, don't loop.
         return NoNewApproach("the adapter proposed no new approach")
@@ -58,24 +50,21 @@ def _same_step(text: str) -> str:
 
 
 def _apply(
-    state: StepInput, settings: Settings, request: ModelRequest, reply: AIMessage | Exception
+    state: StepInput, run: NodeRun, progress: StepProgress, reply: AIMessage | Exception
 ) -> tuple[dict[str, Any], list[ProgressEvent]]:
     """A revised step to attempt next; if there is none, the step ends as failed."""
-    revised = _revision(state, reply)
-    cursor = spend(state["cursor"], [] if isinstance(reply, Exception) else [reply], request.meter)
+    revised = _revision(state, progress, reply)
+    progress = {**progress, "usage": add_usage(progress["usage"], run.usage)}
     if isinstance(revised, Exception):
-        if isinstance(revised, BudgetExhausted):
-            cursor = {**cursor, "stopped": revised.spent}
+        exhausted = isinstance(revised, BudgetExhausted)
         update, complete = end_step(
             state,
-            cursor,
-            status="failed",
-            result="",
-            error=failure_text(settings.models.adapter, None, revised),
-            attempts=cursor["attempt"],
-            started_at=cursor["step_started_at"] or cursor["started_at"],
+            run,
+            progress,
+            reason=failure_text(run.settings.models.adapter, None, revised),
+            ended_by="budget" if exhausted else "adapter",
+            stopped=revised.spent if isinstance(revised, BudgetExhausted) else None,
             root_cause=not isinstance(revised, BudgetExhausted | NoNewApproach),
-            max_replans=settings.max_replans,
         )
         return update, [complete]
     step = open_step(state)
@@ -85,31 +74,31 @@ def _apply(
         "step": step,
         "total": len(state["plan"]),
         "description": state["plan"][step - 1],
-        "error": cursor["error"] or "unknown error",
+        "error": progress["error"] or "unknown error",
         "adaptation": revised[:RESULT_PREVIEW],
     }
-    revisions = [*cursor["revisions"], revised]
-    next_try: Cursor = {
-        **cursor,
+    next_try: StepProgress = {
+        **progress,
         "description": revised,
-        "revisions": revisions,
+        "revisions": [*progress["revisions"], revised],
         "needs_adaptation": False,
     }
-    return {"cursor": next_try}, [adapted]
+    return {"cursor": {**run.counted(), "open": {str(step): next_try}}}, [adapted]
 
 
-def adapt(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
+def adapt(state: StepInput, run: NodeRun) -> dict[str, Any]:
     """Ask for a revised step; if that fails, the step ends as failed."""
-    request = _request(state, settings)
-    update, events = _apply(state, settings, request, call_model(request, config, settings))
-    emit(config, *events)
-    return recorded(state, update)
+    progress = progress_of(state, time.time())
+    reply = call_model(_request(state, run, progress), run)
+    update, events = _apply(state, run, progress, reply)
+    emit(run, *events)
+    return update
 
 
-async def aadapt(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
+async def aadapt(state: StepInput, run: NodeRun) -> dict[str, Any]:
     """Async twin of `adapt`."""
-    request = _request(state, settings)
-    reply = await acall_model(request, config, settings)
-    update, events = _apply(state, settings, request, reply)
-    await aemit(config, *events)
-    return recorded(state, update)
+    progress = progress_of(state, time.time())
+    reply = await acall_model(_request(state, run, progress), run)
+    update, events = _apply(state, run, progress, reply)
+    await aemit(run, *events)
+    return update

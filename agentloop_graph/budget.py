@@ -1,14 +1,12 @@
-"""Hard limits on what one run may spend, checked before every model call."""
+"""Hard limits on what one run may spend, and the meter that counts its spending."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from langchain_core.messages import AIMessage
 from pydantic import Field
 from typing_extensions import TypedDict
 
@@ -67,73 +65,86 @@ def as_budget(value: object) -> Budget | None:
     raise ValueError(f"budget must be a Budget or a dict of its limits, got {value!r}")
 
 
-@dataclass
-class Meter:
-    """What a run has spent so far, brought up to date within one node."""
-
-    model_calls: int
-    tokens: int
-    started_at: float
-
-    @classmethod
-    def of(cls, cursor: Mapping[str, Any]) -> Meter:
-        """The spending a run's cursor records."""
-        return cls(cursor["model_calls"], cursor["run_usage"]["total_tokens"], cursor["started_at"])
-
-    def spend(self, reply: AIMessage) -> AIMessage:
-        """Count `reply`'s tokens; `reply`."""
-        if usage := reply.usage_metadata:
-            self.tokens += usage["total_tokens"]
-        return reply
-
-    def refusal(self, budget: Budget | None) -> Spent | None:
-        """The budget the next model call would overrun, or None if it may be made."""
-        if budget is None:
-            return None
-        if budget.max_model_calls is not None and self.model_calls >= budget.max_model_calls:
-            return "model calls"
-        if budget.max_tokens is not None and self.tokens >= budget.max_tokens:
-            return "tokens"
-        if budget.max_seconds is not None and time.time() - self.started_at >= budget.max_seconds:
-            return "time"
-        return None
-
-
-class CallCount:
-    """The model calls a run has made, counted as they start by every step of the run.
-
-    Steps of a parallel run start from what the run had spent when their wave began; each
-    takes its next call from this one count, so together they never pass `max_model_calls`.
-    One per run, in the run's config (`CALLS_KEY`); a resumed run starts a new one, from the
-    checkpoint's count.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._made = 0
-
-    def take(self, meter: Meter, budget: Budget | None) -> bool:
-        """Count the call about to be made; False, counting nothing, if the budget allows
-        no more calls."""
-        limit = None if budget is None else budget.max_model_calls
-        with self._lock:
-            made = max(self._made, meter.model_calls)
-            if limit is not None and made >= limit:
-                return False
-            self._made = made + 1
-            return True
-
-
-CALLS_KEY = "__agentloop_calls"
-"""Where a run's `CallCount` travels in `config["configurable"]`."""
-
-
 class BudgetExhausted(Exception):
     """A model call was not made: the run's budget is spent."""
 
     def __init__(self, spent: Spent) -> None:
         super().__init__(f"budget exhausted: {spent}")
         self.spent: Spent = spent
+
+
+class Meter:
+    """What a run has spent, counted as its model calls start and answer.
+
+    One per run, in the run's config (`METER_KEY`), shared by the steps of a parallel run
+    running at once, so that together they stay within the budget. Where a node finds none
+    (a graph compiled from `build_agent_loop` by someone else), it counts alone from what the
+    run's state records, as a resumed run's meter starts from it.
+    """
+
+    def __init__(self, started_at: float, model_calls: int = 0, tokens: int = 0) -> None:
+        self._lock = threading.Lock()
+        self.started_at = started_at
+        self.model_calls = model_calls
+        self.tokens = tokens
+
+    def catch_up(self, model_calls: int, tokens: int) -> None:
+        """Count what the run's state records as spent, if this meter has counted less."""
+        with self._lock:
+            self.model_calls = max(self.model_calls, model_calls)
+            self.tokens = max(self.tokens, tokens)
+
+    def take(self, budget: Budget | None, input_tokens: int = 0) -> Spent | None:
+        """Count the call about to be made; or, counting nothing, the budget it would overrun.
+
+        `input_tokens`: what the call's prompt is expected to spend (0 when unknown)."""
+        with self._lock:
+            if budget is not None:
+                if (
+                    budget.max_model_calls is not None
+                    and self.model_calls >= budget.max_model_calls
+                ):
+                    return "model calls"
+                if budget.max_tokens is not None and (
+                    self.tokens + input_tokens >= budget.max_tokens
+                ):
+                    return "tokens"
+                if (left := self.seconds_left(budget)) is not None and left <= 0:
+                    return "time"
+            self.model_calls += 1
+            return None
+
+    def spend(self, tokens: int) -> None:
+        """Count the tokens an answer reported."""
+        with self._lock:
+            self.tokens += tokens
+
+    def seconds_left(self, budget: Budget | None) -> float | None:
+        """Seconds the run may still take (None: no time budget)."""
+        if budget is None or budget.max_seconds is None:
+            return None
+        return self.started_at + budget.max_seconds - time.time()
+
+    def tokens_left(self, budget: Budget | None) -> int | None:
+        """Tokens the run may still spend (None: no token budget)."""
+        if budget is None or budget.max_tokens is None:
+            return None
+        return budget.max_tokens - self.tokens
+
+    def spent(self) -> Spending:
+        """The run's spending so far, as progress events carry it."""
+        return {"model_calls": self.model_calls, "tokens": self.tokens}
+
+
+METER_KEY = "__agentloop_meter"
+"""Where a run's `Meter` travels in `config["configurable"]`."""
+
+
+class Spending(TypedDict):
+    """What a run had spent when a progress event was written."""
+
+    model_calls: int
+    tokens: int
 
 
 class BudgetReport(TypedDict):

@@ -1,7 +1,11 @@
-"""Model and tool calls, blocking and async: time limits, retries, tool errors as messages.
+"""The one seam for model and tool calls, blocking and async: budgets, time limits, retries,
+tool errors as messages.
 
-The loop's nodes run under `invoke` (blocking APIs) and `ainvoke` (async APIs, so the
-event loop is never blocked); these twins are where the two ways differ.
+The loop's nodes run under `invoke` (blocking APIs) and `ainvoke` (async APIs, so the event
+loop is never blocked); these twins are where the two ways differ. Every limit is applied
+here, whoever makes the call: the budget before it (calls, the prompt's tokens, time) and
+while it runs (the answer capped at the tokens left; the call abandoned at the earliest of
+the attempt's, the call's and the budget's deadlines).
 """
 
 from __future__ import annotations
@@ -9,45 +13,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import itertools
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from langchain_core.messages import AIMessage, ToolCall, ToolMessage
+from langchain_core.language_models import BaseChatModel, BaseLanguageModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall, ToolMessage
+from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 
-from agentloop_graph.budget import CALLS_KEY, BudgetExhausted, CallCount, Meter, Spent
+from agentloop_graph.budget import METER_KEY, BudgetExhausted, Meter, Spent
 from agentloop_graph.context import Settings
 from agentloop_graph.models import ModelCallTimeout, is_transient
-from agentloop_graph.progress import has_handlers
+from agentloop_graph.parsing import MAX_RESULT_CHARS, RepeatingAnswer, cap
+from agentloop_graph.prompts import PromptInput
+from agentloop_graph.state import Cursor, CursorUpdate, no_usage
 
 T = TypeVar("T")
 
 RETRY_BACKOFF = 0.2
 """Seconds before the first retry of a transient model error; doubled each time."""
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRequest:
-    """One model call: `model` answers `prompt` before the monotonic `deadline`, if set.
-
-    `phase` names the call in traces (`agentloop.<phase>`); `metadata` goes with it.
-    """
-
-    model: Runnable[Any, Any]
-    prompt: str | list[Any]
-    phase: str
-    metadata: dict[str, Any]
-    meter: Meter
-    """The run's spending, checked against its budget before the call and updated after."""
-    deadline: float | None = None
 
 
 class StepTimeout(Exception):
@@ -68,34 +61,103 @@ STOP_KEY = "__agentloop_stop"
 
 
 class Stop:
-    """Set when a blocking `stream()` is closed: the call in flight is abandoned at once
-    and no model or tool call starts afterwards. One per run."""
+    """Set when a blocking `stream()` is closed: no model or tool call starts afterwards.
+    It counts the calls in flight, so that the stream knows whether closing it would wait
+    for one. One per run."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._stopped = False
-        self._waiting: set[Future[Any]] = set()
+        self.stopped = False
+        self.in_flight = 0
 
     def set(self) -> None:
-        """Stop the run: wake every call waiting on an answer."""
-        with self._lock:
-            self._stopped = True
-            waiting, self._waiting = self._waiting, set()
-        for future in waiting:
-            with contextlib.suppress(InvalidStateError):  # it has just answered
-                future.set_exception(StreamClosed())
+        self.stopped = True
 
-    def wait(self, future: Future[T], timeout: float | None) -> T:
-        """`future`'s result within `timeout` seconds, unless the run stops first."""
+    @contextlib.contextmanager
+    def calling(self) -> Any:
+        """Around one call: refuse it once stopped, and count it while it runs."""
+        if self.stopped:
+            raise StreamClosed
         with self._lock:
-            if self._stopped:
-                raise StreamClosed
-            self._waiting.add(future)
+            self.in_flight += 1
         try:
-            return future.result(timeout)
+            yield
         finally:
             with self._lock:
-                self._waiting.discard(future)
+                self.in_flight -= 1
+
+
+@dataclass
+class NodeRun:
+    """What one node execution works with, resolved once for all its calls and events."""
+
+    config: RunnableConfig
+    settings: Settings
+    meter: Meter
+    listened: bool
+    """Whether anyone listens to the run's callbacks (a tracer, `astream_events`, ...)."""
+    stop: Stop | None
+    model_calls: int = 0
+    """Model calls this execution made (each retry counts)."""
+    usage: UsageMetadata = field(default_factory=no_usage)
+    """Tokens this execution's model calls spent."""
+
+    @classmethod
+    def start(cls, config: RunnableConfig, settings: Settings, cursor: Cursor | None) -> NodeRun:
+        """The node run for `config`: the run's meter brought up to what `cursor` records (a
+        new run's, without one)."""
+        configurable = config.get("configurable", {})
+        meter = configurable.get(METER_KEY)
+        if not isinstance(meter, Meter):
+            meter = Meter(time.time())
+        if cursor is not None:
+            meter.started_at = cursor["started_at"]
+            meter.catch_up(cursor["model_calls"], cursor["usage"]["total_tokens"])
+        stop = configurable.get(STOP_KEY)
+        return cls(
+            config, settings, meter, _listened(config), stop if isinstance(stop, Stop) else None
+        )
+
+    def spend(self, reply: AIMessage) -> AIMessage:
+        """Count `reply`'s tokens; `reply`."""
+        if usage := reply.usage_metadata:
+            self.usage = add_usage(self.usage, usage)
+            self.meter.spend(usage["total_tokens"])
+        return reply
+
+    def counted(self) -> CursorUpdate:
+        """What this execution spent, as the cursor update that adds it to the run's."""
+        return {"model_calls": self.model_calls, "usage": self.usage}
+
+    def calling(self) -> Any:
+        """Around one call: stop the run if its stream was closed, else count the call."""
+        return self.stop.calling() if self.stop is not None else contextlib.nullcontext()
+
+
+def _listened(config: RunnableConfig) -> bool:
+    callbacks: Any = config.get("callbacks")
+    if callbacks is None:
+        return False
+    return bool(callbacks if isinstance(callbacks, list) else callbacks.handlers)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """One model call: `model` (as `runnable`, when shaped: tools bound, a schema) answers
+    `prompt`, before the monotonic `deadline` (the attempt's), if set.
+
+    `phase` names the call in traces (`agentloop.<phase>`); `trace` goes with it.
+    """
+
+    phase: str
+    model: BaseChatModel
+    prompt: PromptInput
+    trace: dict[str, Any]
+    runnable: Runnable[Any, Any] | None = None
+    shape: Callable[[BaseChatModel], Runnable[Any, Any]] | None = None
+    """How `runnable` is made from `model`, to make it again from a model whose answer is
+    capped (a token budget)."""
+    deadline: float | None = None
 
 
 class _OutOfTime(Exception):
@@ -116,17 +178,12 @@ def seconds_left(deadline: float | None) -> float | None:
     return left
 
 
-def _stop_of(config: RunnableConfig) -> Stop | None:
-    stop = config.get("configurable", {}).get(STOP_KEY)
-    return stop if isinstance(stop, Stop) else None
+def _in_thread(fn: Callable[[], T], timeout: float | None) -> T:
+    """`fn()`, given up at `timeout` seconds.
 
-
-def _with_timeout(fn: Callable[[], T], timeout: float | None, stop: Stop | None) -> T:
-    if timeout is None and stop is None:
-        return fn()
-    # A blocking call cannot be interrupted: give it a daemon thread and stop waiting at
-    # the deadline (or when the stream is closed). Its late answer is dropped, and it
-    # cannot hold up interpreter exit.
+    A blocking call cannot be interrupted: it gets a daemon thread, and the wait for it
+    ends at the deadline. Its late answer is dropped, and it cannot hold up interpreter exit.
+    """
     future: Future[T] = Future()
     future.set_running_or_notify_cancel()
     context = contextvars.copy_context()
@@ -143,11 +200,15 @@ def _with_timeout(fn: Callable[[], T], timeout: float | None, stop: Stop | None)
 
     threading.Thread(target=call, name="agentloop-call", daemon=True).start()
     try:
-        return future.result(timeout) if stop is None else stop.wait(future, timeout)
+        return future.result(timeout)
     except FutureTimeout:
         if future.done():  # the call itself raised TimeoutError
             raise
         raise _OutOfTime from None
+
+
+def _within(fn: Callable[[], T], timeout: float | None) -> T:
+    return fn() if timeout is None else _in_thread(fn, timeout)
 
 
 async def _await_within(call: Coroutine[Any, Any, T], seconds: float | None) -> T:
@@ -163,26 +224,31 @@ async def _await_within(call: Coroutine[Any, Any, T], seconds: float | None) -> 
         raise
 
 
-def _model_config(config: RunnableConfig, request: ModelRequest) -> RunnableConfig:
+def _model_config(run: NodeRun, request: ModelRequest) -> RunnableConfig:
     # Names, tags and metadata only matter to callback handlers (tracers, event
     # streams); without any, skipping the copies keeps the hot path lean.
-    if not has_handlers(config):
+    config = run.config
+    if not run.listened:
         return config
     return {
         **config,
         "run_name": f"agentloop.{request.phase}",
         "tags": [*config.get("tags", ()), "agentloop"],
-        "metadata": {**config.get("metadata", {}), **request.metadata},
+        "metadata": {**config.get("metadata", {}), **request.trace},
     }
 
 
-def _limit(request: ModelRequest, settings: Settings) -> tuple[float | None, Exception]:
-    """Seconds the next call may take, and the error to raise when they run out."""
-    step_left = seconds_left(request.deadline)
-    timeout = settings.model_timeout
-    if timeout is None or (step_left is not None and step_left <= timeout):
-        return step_left, StepTimeout()
-    return timeout, ModelCallTimeout(f"the model did not answer within {timeout:g} s")
+def _limit(request: ModelRequest, run: NodeRun) -> tuple[float | None, Exception]:
+    """Seconds the next call may take, and the error to raise when they run out: the
+    earliest of the attempt's deadline, the budget's and `model_timeout`."""
+    limits: list[tuple[float, Exception]] = []
+    if (step_left := seconds_left(request.deadline)) is not None:
+        limits.append((step_left, StepTimeout()))
+    if (budget_left := run.meter.seconds_left(run.settings.budget)) is not None:
+        limits.append((max(budget_left, 0.0), BudgetExhausted("time")))
+    if (timeout := run.settings.model_timeout) is not None:
+        limits.append((timeout, ModelCallTimeout(f"the model did not answer within {timeout:g} s")))
+    return min(limits, key=lambda limit: limit[0]) if limits else (None, StepTimeout())
 
 
 def _backoff(retry: int, deadline: float | None) -> float:
@@ -191,42 +257,99 @@ def _backoff(retry: int, deadline: float | None) -> float:
     return delay if left is None else min(delay, left)
 
 
-def _refusal(request: ModelRequest, config: RunnableConfig, settings: Settings) -> Spent | None:
-    """The budget the call about to be made would overrun, or None: the call is counted."""
-    if (spent := request.meter.refusal(settings.budget)) is not None:
-        return spent
-    count = config.get("configurable", {}).get(CALLS_KEY)
-    if isinstance(count, CallCount) and not count.take(request.meter, settings.budget):
-        return "model calls"
+def count_tokens(model: BaseChatModel, prompt: PromptInput) -> int:
+    """The tokens `prompt` will spend as `model`'s input: the model's own count where it
+    has one, else about four characters a token."""
+    own = type(model).get_num_tokens_from_messages
+    if own is not BaseChatModel.get_num_tokens_from_messages and (
+        own is not BaseLanguageModel.get_num_tokens_from_messages
+    ):
+        messages: list[BaseMessage] = prompt if isinstance(prompt, list) else [HumanMessage(prompt)]
+        with contextlib.suppress(Exception):  # a model that cannot count offline
+            return int(model.get_num_tokens_from_messages(messages))
+    text = prompt if isinstance(prompt, str) else "".join(_text(m) for m in prompt)
+    return len(text) // 4 + 1
+
+
+def _text(message: BaseMessage) -> str:
+    return message.text
+
+
+ANSWER_CAPS = ("num_predict", "max_tokens", "max_output_tokens")
+"""The fields chat models cap their answers' tokens with (Ollama, most providers, Google)."""
+
+
+def _capped(model: BaseChatModel, tokens: int) -> BaseChatModel | None:
+    """`model` answering in at most `tokens` tokens, or None if it has no cap to set."""
+    for name in ANSWER_CAPS:
+        if name in type(model).model_fields:
+            own = getattr(model, name)
+            return model.model_copy(update={name: tokens if own is None else min(own, tokens)})
     return None
 
 
-def call_model(
-    request: ModelRequest, config: RunnableConfig, settings: Settings
-) -> AIMessage | Exception:
+def _runnable(request: ModelRequest, run: NodeRun) -> tuple[Runnable[Any, Any], Spent | None]:
+    """What to invoke for `request`, with its answer capped at the tokens left, and the
+    budget the call would overrun (counting nothing), if any; the call is counted."""
+    runnable = request.runnable or request.model
+    budget = run.settings.budget
+    prompt_tokens = 0
+    if budget is not None and budget.max_tokens is not None:
+        prompt_tokens = count_tokens(request.model, request.prompt)
+    if (spent := run.meter.take(budget, prompt_tokens)) is not None:
+        return runnable, spent
+    run.model_calls += 1
+    left = run.meter.tokens_left(budget)
+    if left is not None and (capped := _capped(request.model, left - prompt_tokens)):
+        runnable = request.shape(capped) if request.shape else capped
+    return runnable, None
+
+
+def _reply(answer: Any) -> AIMessage:
+    """A model's answer as one message: a structured call's parsed object rides along in
+    `additional_kwargs["parsed"]`, as some providers put it."""
+    if isinstance(answer, dict) and "raw" in answer:
+        raw = cast(AIMessage, answer["raw"])
+        if answer.get("parsed") is None:
+            return raw
+        kwargs = {**raw.additional_kwargs, "parsed": answer["parsed"]}
+        return raw.model_copy(update={"additional_kwargs": kwargs})
+    return cast(AIMessage, answer)
+
+
+def _failed(request: ModelRequest, run: NodeRun, retry: int, exc: Exception) -> bool:
+    """Whether the call ends with `exc` (else it is retried): its tokens are counted."""
+    if isinstance(exc, RepeatingAnswer):
+        run.spend(exc.reply)  # the tokens streamed were spent all the same
+    return retry >= run.settings.max_retries or not is_transient(exc)
+
+
+def call_model(request: ModelRequest, run: NodeRun) -> AIMessage | Exception:
     """The model's reply through its blocking API, or the error the call ended with.
 
     Transient errors (a 5xx or 429 answer, a connection cut) are retried with backoff. A
     call (or retry) the run's budget does not allow is not made: the error is
     `BudgetExhausted`.
     """
-    model, prompt, call_config = request.model, request.prompt, _model_config(config, request)
-    stop = _stop_of(config)
+    config = _model_config(run, request)
     for retry in itertools.count():
-        if (spent := _refusal(request, config, settings)) is not None:
+        runnable, spent = _runnable(request, run)
+        if spent is not None:
             return BudgetExhausted(spent)
-        request.meter.model_calls += 1
         try:
-            timeout, out_of_time = _limit(request, settings)
+            timeout, out_of_time = _limit(request, run)
             try:
-                answer = _with_timeout(lambda: model.invoke(prompt, call_config), timeout, stop)
-                return request.meter.spend(cast(AIMessage, answer))
+                with run.calling():
+                    answer = _within(
+                        functools.partial(runnable.invoke, request.prompt, config), timeout
+                    )
+                return run.spend(_reply(answer))
             except _OutOfTime:
                 raise out_of_time from None
         except GraphBubbleUp:
             raise  # interrupts belong to LangGraph
         except Exception as exc:
-            if retry >= settings.max_retries or not is_transient(exc):
+            if _failed(request, run, retry, exc):
                 return exc
             try:
                 time.sleep(_backoff(retry, request.deadline))
@@ -235,26 +358,24 @@ def call_model(
     raise AssertionError("unreachable")
 
 
-async def acall_model(
-    request: ModelRequest, config: RunnableConfig, settings: Settings
-) -> AIMessage | Exception:
+async def acall_model(request: ModelRequest, run: NodeRun) -> AIMessage | Exception:
     """Async twin of `call_model`."""
-    call_config = _model_config(config, request)
+    config = _model_config(run, request)
     for retry in itertools.count():
-        if (spent := _refusal(request, config, settings)) is not None:
+        runnable, spent = _runnable(request, run)
+        if spent is not None:
             return BudgetExhausted(spent)
-        request.meter.model_calls += 1
         try:
-            timeout, out_of_time = _limit(request, settings)
+            timeout, out_of_time = _limit(request, run)
             try:
-                reply = request.model.ainvoke(request.prompt, call_config)
-                return request.meter.spend(cast(AIMessage, await _await_within(reply, timeout)))
+                answer = await _await_within(runnable.ainvoke(request.prompt, config), timeout)
+                return run.spend(_reply(answer))
             except _OutOfTime:
                 raise out_of_time from None
         except GraphBubbleUp:
             raise
         except Exception as exc:
-            if retry >= settings.max_retries or not is_transient(exc):
+            if _failed(request, run, retry, exc):
                 return exc
             try:
                 await asyncio.sleep(_backoff(retry, request.deadline))
@@ -280,44 +401,85 @@ def tool_error(call: ToolCall, text: str) -> ToolMessage:
     return ToolMessage(text, tool_call_id=call["id"] or "", name=call["name"], status="error")
 
 
-def _failed(call: ToolCall, exc: Exception) -> ToolMessage:
+def _tool_failed(call: ToolCall, exc: Exception) -> ToolMessage:
     return tool_error(call, f"Error: {type(exc).__name__}: {exc}")
 
 
+def capped_result(message: ToolMessage) -> ToolMessage:
+    """`message` with at most `MAX_RESULT_CHARS` characters of content, whatever its shape
+    (text, or a list of content blocks as MCP tools return); an artifact stays as it is,
+    as the model never sees it."""
+    content = message.content
+    text = (
+        content
+        if isinstance(content, str)
+        else "\n".join(
+            part if isinstance(part, str) else str(part.get("text", part)) for part in content
+        )
+    )
+    if len(text) <= MAX_RESULT_CHARS:
+        return message
+    return message.model_copy(update={"content": cap(text, MAX_RESULT_CHARS)})
+
+
+def _timeouts(run: NodeRun, deadline: float | None) -> tuple[float | None, Exception]:
+    """Seconds a tool call may take, and the error when they run out: the attempt's
+    deadline or the budget's, whichever comes first."""
+    step_left = seconds_left(deadline)
+    budget_left = run.meter.seconds_left(run.settings.budget)
+    if budget_left is not None and (step_left is None or budget_left < step_left):
+        return max(budget_left, 0.0), BudgetExhausted("time")
+    return step_left, StepTimeout()
+
+
+def _async_only(tool: BaseTool) -> bool:
+    """Whether `tool` has only an async implementation (as MCP tools do)."""
+    return getattr(tool, "func", True) is None and getattr(tool, "coroutine", None) is not None
+
+
 def call_tool(
-    tool: BaseTool, call: ToolCall, config: RunnableConfig, key: str, deadline: float | None
+    tool: BaseTool, call: ToolCall, run: NodeRun, key: str, deadline: float | None
 ) -> ToolMessage:
-    """Run `tool` for `call` with its blocking API; an error becomes an error message.
+    """Run `tool` for `call` with its blocking API (an async-only tool's coroutine, run to
+    its end in a thread of its own); an error becomes an error message.
 
     Raises:
         StepTimeout: The step's deadline passed before the tool answered.
+        BudgetExhausted: The run's time budget ran out before the tool answered.
     """
-    timeout = seconds_left(deadline)
-    tool_config = _tool_config(config, key, deadline)
-    stop = _stop_of(config)
+    timeout, out_of_time = _timeouts(run, deadline)
+    tool_config = _tool_config(run.config, key, deadline)
+
+    def invoke() -> Any:
+        if _async_only(tool):
+            return asyncio.run(tool.ainvoke(call, tool_config))
+        return tool.invoke(call, tool_config)
+
     try:
-        return cast(
-            ToolMessage, _with_timeout(lambda: tool.invoke(call, tool_config), timeout, stop)
-        )
+        with run.calling():
+            threaded = timeout is not None or _async_only(tool)
+            result = _in_thread(invoke, timeout) if threaded else invoke()
+        return capped_result(cast(ToolMessage, result))
     except _OutOfTime:
-        raise StepTimeout from None
+        raise out_of_time from None
     except GraphBubbleUp:
         raise  # a tool may `interrupt()` to ask a person
     except Exception as exc:
-        return _failed(call, exc)
+        return _tool_failed(call, exc)
 
 
 async def acall_tool(
-    tool: BaseTool, call: ToolCall, config: RunnableConfig, key: str, deadline: float | None
+    tool: BaseTool, call: ToolCall, run: NodeRun, key: str, deadline: float | None
 ) -> ToolMessage:
     """Async twin of `call_tool`."""
-    timeout = seconds_left(deadline)
-    tool_config = _tool_config(config, key, deadline)
+    timeout, out_of_time = _timeouts(run, deadline)
+    tool_config = _tool_config(run.config, key, deadline)
     try:
-        return cast(ToolMessage, await _await_within(tool.ainvoke(call, tool_config), timeout))
+        result = await _await_within(tool.ainvoke(call, tool_config), timeout)
+        return capped_result(cast(ToolMessage, result))
     except _OutOfTime:
-        raise StepTimeout from None
+        raise out_of_time from None
     except GraphBubbleUp:
         raise
     except Exception as exc:
-        return _failed(call, exc)
+        return _tool_failed(call, exc)

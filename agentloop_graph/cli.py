@@ -222,7 +222,8 @@ def connect(spec: str, *, ollama_host: str | None = None) -> tuple[str, dict[str
     Ollama, with the `model_options` that point it there; a `CliError` saying what to set
     or install when there is none. The loop builds each phase's model from the string,
     with its defaults (an Ollama model's answer caps, its stop on repetition)."""
-    from agentloop_graph.models import ollama_base_url, resolve_model
+    from agentloop_graph.models import resolve_model
+    from agentloop_graph.ollama import ollama_base_url
 
     options: dict[str, Any] = {}
     try:

@@ -9,19 +9,21 @@ the loop as a node) begin.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
-from dataclasses import fields
+import threading
+import time
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.constants import CONF, CONFIG_KEY_CHECKPOINTER
+from langgraph.errors import EmptyInputError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
-from agentloop_graph.budget import CALLS_KEY, CallCount
+from agentloop_graph.budget import METER_KEY, Meter
 from agentloop_graph.calls import STOP_KEY, Stop
-from agentloop_graph.context import Context
+from agentloop_graph.context import Context, as_context
 from agentloop_graph.leases import LocalHolds, ahold_thread, hold_thread
 from agentloop_graph.state import loop_input
 
@@ -36,15 +38,20 @@ being explicit, it would override a limit set with `with_config`."""
 def _stopping(chunks: Generator[Any, None, None], stop: Stop) -> Iterator[Any]:
     """`chunks`, the run stopped at once when the reader closes them.
 
-    A blocking run's node runs beside the reader; closing the stream would otherwise
-    wait for the node's model or tool call to answer, and let the node go on.
+    A blocking run's node runs beside the reader, and closing LangGraph's stream waits for
+    it. With a model or tool call in flight that could take minutes, so the stream is then
+    closed on a thread of its own: the reader goes on at once, the call's answer is
+    dropped, and no call starts after it (`Stop`).
     """
     try:
         for chunk in chunks:  # noqa: UP028 (`yield from` would close `chunks` before `stop`)
             yield chunk
     finally:
         stop.set()
-        chunks.close()
+        if stop.in_flight:
+            threading.Thread(target=chunks.close, name="agentloop-close", daemon=True).start()
+        else:
+            chunks.close()
 
 
 def _run_id(config: RunnableConfig) -> str | None:
@@ -60,7 +67,10 @@ def _run_id(config: RunnableConfig) -> str | None:
     return None
 
 
-CONTEXT_FIELDS = frozenset(field.name for field in fields(Context))
+NOTHING_TO_RESUME = (
+    'task is missing: pass {"task": "..."} to start a run (None resumes an unfinished run, '
+    "and there is none: no checkpointer, or nothing saved on this thread)"
+)
 
 
 def _is_task(input: Any) -> bool:
@@ -112,11 +122,7 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
         config = RunnableConfig(**(config or {}))
         if config.get("recursion_limit", DEFAULT_RECURSION_LIMIT) <= DEFAULT_RECURSION_LIMIT:
             config["recursion_limit"] = RECURSION_LIMIT
-        context = kwargs.get("context")
-        if isinstance(context, Mapping) and (unknown := sorted(set(context) - CONTEXT_FIELDS)):
-            raise ValueError(
-                f"context has unknown fields {unknown}; Context has {sorted(CONTEXT_FIELDS)}"
-            )
+        as_context(kwargs.get("context"))  # a context with unknown fields is refused now
         saver = self._saver(config)
         if saver is not None and kwargs.get("durability") is None:
             kwargs = {**kwargs, "durability": "sync"}
@@ -126,7 +132,9 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
             kwargs = {key: value for key, value in kwargs.items() if key != "durability"}
         if _is_task(input):
             input = loop_input(input)
-        config[CONF] = configurable = {**config.get(CONF, {}), CALLS_KEY: CallCount()}
+        elif input is None and saver is None:
+            raise ValueError(NOTHING_TO_RESUME)
+        config[CONF] = configurable = {**config.get(CONF, {}), METER_KEY: Meter(time.time())}
         # Nested in a parent graph (a checkpoint namespace), the parent owns the thread.
         owned = "thread_id" in configurable and not configurable.get("checkpoint_ns")
         return input, config, kwargs, saver if owned else None
@@ -158,18 +166,14 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         input, config, kwargs, saver = self._start(input, config, kwargs)
-        if saver is None:
-            return self._stream(input, config, kwargs)
-        chunks = self._held_stream(saver, input, config, kwargs)
-        next(chunks)
-        return chunks
-
-    def _stream(self, input: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> Iterator[Any]:
         stop = Stop()
-        config[CONF] = {**config.get(CONF, {}), STOP_KEY: stop}
-        return _stopping(
-            cast(Generator[Any, None, None], super().stream(input, config, **kwargs)), stop
-        )
+        config[CONF][STOP_KEY] = stop
+        if saver is None:
+            chunks = cast(Generator[Any, None, None], super().stream(input, config, **kwargs))
+        else:
+            chunks = self._held_stream(saver, input, config, kwargs)
+            next(chunks)
+        return _stopping(chunks, stop)
 
     def _held_stream(
         self,
@@ -188,7 +192,10 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
             if _is_task(input) and self._resumes(self.get_state(config), config):
                 input = None
             yield None
-            yield from self._stream(input, config, kwargs)
+            try:
+                yield from super().stream(input, config, **kwargs)
+            except EmptyInputError:
+                raise ValueError(NOTHING_TO_RESUME) from None
 
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -209,5 +216,8 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
         async with ahold_thread(saver, config[CONF]["thread_id"], self.holds):
             if _is_task(input) and self._resumes(await self.aget_state(config), config):
                 input = None
-            async for chunk in super().astream(input, config, **kwargs):
-                yield chunk
+            try:
+                async for chunk in super().astream(input, config, **kwargs):
+                    yield chunk
+            except EmptyInputError:
+                raise ValueError(NOTHING_TO_RESUME) from None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
@@ -11,6 +12,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import Field
 
+from agentloop_graph.agents import StepAgent
 from agentloop_graph.budget import Budget, as_budget
 from agentloop_graph.checks import check_count, check_flag, check_seconds
 from agentloop_graph.prompts import Prompts
@@ -83,6 +85,35 @@ class Models:
     summariser: BaseChatModel
     executor_with_tools: Runnable[Any, Any]
     """The executor's model with the run's tools bound (itself when there are none)."""
+    shaped: dict[tuple[str, str], Runnable[Any, Any] | None] = field(default_factory=dict)
+    """Each phase's model held to a schema, by phase and schema, built once (None: the model
+    cannot be held to one); see `structured`."""
+
+    def structured(self, phase: str, schema: dict[str, Any] | type) -> Runnable[Any, Any] | None:
+        """`phase`'s model answering in `schema`'s shape (its reply comes with the parsed
+        object), or None if the model cannot be held to a schema."""
+        named = json.dumps(schema, sort_keys=True) if isinstance(schema, dict) else str(id(schema))
+        key = (phase, named)
+        if key not in self.shaped:
+            self.shaped[key] = with_schema(getattr(self, phase), schema)
+        return self.shaped[key]
+
+
+def with_schema(model: BaseChatModel, schema: dict[str, Any] | type) -> Runnable[Any, Any] | None:
+    """`model` held to answer in `schema`'s shape, as `with_structured_output` holds it (a
+    tool call, Ollama's `format`, a provider's JSON schema), or None for a model without
+    structured output.
+
+    Only the model call itself is kept, not LangChain's parsing around it: the loop reads
+    the answer (and falls back to reading prose), and a trace shows one model call.
+    """
+    try:
+        structured = model.with_structured_output(schema, include_raw=True)
+    except NotImplementedError:
+        return None
+    # `with_structured_output(include_raw=True)` is `RunnableMap(raw=<model, bound>) | parser`.
+    raw = getattr(getattr(structured, "first", None), "steps__", {}).get("raw")
+    return raw if isinstance(raw, Runnable) else structured
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +136,14 @@ class Settings:
     budget: Budget | None
     prompts: Prompts
     """The phases' templates and the system prompt (fixed when the loop is built)."""
+    agents: tuple[StepAgent, ...] = ()
+    """The agents that do the steps instead of the built-in executor (fixed when the loop is
+    built); the first does steps the plan assigns to no agent of them."""
+
+    @property
+    def roster(self) -> list[str]:
+        """The agents' names."""
+        return [agent.name for agent in self.agents]
 
 
 ModelsFor = Callable[[str | None, tuple[str, ...]], Models]
@@ -120,6 +159,7 @@ _OVERRIDES = (
     "summarise_with_model",
     "approve_plan",
 )
+CONTEXT_FIELDS = frozenset(f.name for f in fields(Context))
 
 
 def check_settings(settings: Settings) -> None:
@@ -137,12 +177,31 @@ def check_settings(settings: Settings) -> None:
     check_flag("approve_plan", settings.approve_plan)
 
 
-def resolve(defaults: Settings, context: Context | None, models_for: ModelsFor) -> Settings:
+def as_context(context: object) -> Context | None:
+    """The run's `Context` from a `Context`, a dict of its fields (as servers and Temporal
+    activities pass it) or None.
+
+    Raises:
+        ValueError: A dict names fields `Context` lacks.
+    """
+    if context is None or isinstance(context, Context):
+        return context
+    if isinstance(context, Mapping):
+        if unknown := sorted(set(map(str, context)) - CONTEXT_FIELDS):
+            raise ValueError(
+                f"context has unknown fields {unknown}; Context has {sorted(CONTEXT_FIELDS)}"
+            )
+        return Context(**context)
+    raise ValueError(f"context must be a Context or a dict of its fields, got {context!r}")
+
+
+def resolve(defaults: Settings, context: object, models_for: ModelsFor) -> Settings:
     """The settings of one run: the factory's `defaults`, overridden by the run's `context`.
 
     Raises:
         ValueError: A context field is out of range or names an unknown tool.
     """
+    context = as_context(context)
     if context is None:
         return defaults
     overrides: dict[str, Any] = {

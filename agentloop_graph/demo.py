@@ -13,6 +13,10 @@ step from `Step i/N: <description>`, the plan's limit from "at most N".
 - `adapter`: the failed step, to be done "one small piece at a time".
 - `summariser`: a final answer that says which steps failed, if any did.
 
+Asked for a plan held to a schema (the loop asks every model that supports it), it answers in
+that schema: with what each step waits for when the schema has `depends_on` (a parallel run),
+two steps at once; with the agent to do each when it names agents.
+
 A task that says `fail step N` makes the first attempt at step N fail, so the adapter path
 shows; `break step N` makes every attempt at step N fail, so the step ends failed and the run
 partial. Every such phrase in the task counts (`fail step 1, break step 3`).
@@ -25,21 +29,15 @@ else directly.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from agentloop_graph.prompts import DEPENDENCY_HINT
+from agentloop_graph.plans import read_steps
+from agentloop_graph.testing import ModelCall, ScriptedChatModel
 
 _TASK = re.compile(r"^Task: (.*)$", re.MULTILINE)
 # The description is what follows the first colon on the step's line (`Step 2/4: ...`,
@@ -76,7 +74,7 @@ class DemoModelError(RuntimeError):
     """The failure the demo model simulates when a task asks for one."""
 
 
-class DemoChatModel(BaseChatModel):
+class DemoChatModel(ScriptedChatModel):
     """Offline chat model that plays every phase of the loop deterministically.
 
     Example:
@@ -86,101 +84,36 @@ class DemoChatModel(BaseChatModel):
         'completed'
     """
 
-    latency: float = 0.0
-    """Seconds to wait before each answer, to make live progress visible."""
+    report_usage: bool = True
+    record_calls: bool = False
+
+    def model_post_init(self, context: Any) -> None:
+        self.responses = answer
+        super().model_post_init(context)
 
     @property
     def _llm_type(self) -> str:
         return "agentloop-demo"
 
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools, keeping their schemas: the executor calls them from those."""
-        return self.bind(tools=[convert_to_openai_tool(tool) for tool in tools], **kwargs)
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        if self.latency:
-            time.sleep(self.latency)
-        return _result(messages, reply(messages, _node(run_manager), kwargs.get("tools", ())))
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        return _result(messages, reply(messages, _node(run_manager), kwargs.get("tools", ())))
-
-
-def _node(run_manager: Any) -> str | None:
-    metadata = getattr(run_manager, "metadata", None) or {}
-    node = metadata.get("langgraph_node")
-    return node if isinstance(node, str) else None
-
-
-def _tokens(text: str) -> int:
-    # About four characters a token, as for English text with most tokenizers.
-    return max(1, len(text) // 4)
-
-
-def _result(messages: Sequence[BaseMessage], answer: AIMessage | str) -> ChatResult:
-    """The answer, reporting the tokens a real model would have counted (roughly)."""
-    message = AIMessage(answer) if isinstance(answer, str) else answer
-    spent_in = sum(_tokens(m.text) for m in messages)
-    spent_out = _tokens(message.text)
-    usage = {
-        "input_tokens": spent_in,
-        "output_tokens": spent_out,
-        "total_tokens": spent_in + spent_out,
-    }
-    message = message.model_copy(update={"usage_metadata": usage})
-    return ChatResult(generations=[ChatGeneration(message=message)])
-
-
-def reply(
-    messages: Sequence[BaseMessage],
-    node: str | None = None,
-    tools: Sequence[Mapping[str, Any]] = (),
-) -> AIMessage | str:
-    """The demo's answer to `messages`.
-
-    Args:
-        messages: The conversation; its last human message is the prompt.
-        node: The LangGraph node calling the model (`langgraph_node`), which names the
-            loop's phase; any other node, or None, makes it a chat turn.
-        tools: The bound tools, as OpenAI tool schemas.
-
-    Returns:
-        The answer: text, or a message with a tool call.
+def answer(call: ModelCall) -> AIMessage | str | dict[str, Any]:
+    """The demo's answer to a call: by the node that makes it (any other node, or none, makes
+    it a chat turn), and what the call asks for (a schema, tools).
 
     Raises:
         DemoModelError: The task asks for this step attempt to fail.
     """
-    prompt = _last_human_text(messages)
-    if node == "planner":
-        return _plan(prompt)
-    if node == "executor":
-        return _execute(prompt, messages, tools)
-    if node == "adapter":
+    prompt = _last_human_text(call.messages)
+    if call.node == "planner":
+        return _plan(prompt, call.tool_schemas)
+    if call.node == "executor":
+        return _execute(prompt, call.messages, call.tool_schemas)
+    if call.node == "adapter":
         _, description = _step(prompt)
         return f"{_REVISED}{description}, one small piece at a time"
-    if node == "summariser":
+    if call.node == "summariser":
         return _final_answer(prompt)
-    return _chat(prompt, messages, tools)
+    return _chat(prompt, call.messages, call.tool_schemas)
 
 
 def _last_human_text(messages: Sequence[BaseMessage]) -> str:
@@ -205,13 +138,29 @@ def _step(prompt: str) -> tuple[int | None, str]:
     return (int(match.group(1)) if match else None), description or _task(prompt)
 
 
-def _plan(prompt: str) -> str:
+def _plan(prompt: str, tools: Sequence[Mapping[str, Any]]) -> str | dict[str, Any]:
     task = _task(prompt)
     # The task's own words ("in at most 3 hours") are not the plan's limit.
     limit = _AT_MOST.search(_TASK.sub("", prompt))
-    plan = PARALLEL_PLAN if DEPENDENCY_HINT.strip() in prompt else PLAN
+    item = tools[0]["function"]["parameters"]["properties"]["steps"]["items"] if tools else {}
+    fields = item.get("properties", {})
+    plan = PARALLEL_PLAN if "depends_on" in fields else PLAN
     steps = [s.format(task=task) for s in plan][: int(limit.group(1)) if limit else len(plan)]
-    return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
+    if not tools:
+        return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
+    if not fields:
+        return {"steps": steps}
+    agents = fields.get("agent", {}).get("enum", [])
+    read = read_steps(steps, parallel="depends_on" in fields)
+    items: list[dict[str, Any]] = []
+    for number, (step, waits) in enumerate(zip(read.steps, read.dependencies, strict=True)):
+        entry: dict[str, Any] = {"description": step}
+        if "depends_on" in fields:
+            entry["depends_on"] = waits
+        if agents:  # the roster's agents in turn
+            entry["agent"] = agents[number % len(agents)]
+        items.append(entry)
+    return {"steps": items}
 
 
 def _fails(task: str, number: int, description: str) -> bool:

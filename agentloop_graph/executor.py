@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall, ToolMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages.ai import add_usage
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
-from langgraph.types import interrupt
 
-from agentloop_graph.budget import BudgetExhausted, Meter
+from agentloop_graph.approval import review
+from agentloop_graph.budget import BudgetExhausted
 from agentloop_graph.calls import (
     ModelRequest,
+    NodeRun,
     acall_model,
     acall_tool,
     call_model,
@@ -24,12 +25,9 @@ from agentloop_graph.calls import (
     tool_error,
 )
 from agentloop_graph.context import Settings
-from agentloop_graph.dependencies import in_sequence, parse_dependency_plan
-from agentloop_graph.parallel import is_branch, recorded, replan_due, waited_for
+from agentloop_graph.parallel import between_waves
 from agentloop_graph.parsing import (
     MAX_RESULT_CHARS,
-    MAX_TEXT_CHARS,
-    RepeatingAnswer,
     cap,
     clean_answer,
     reasoning_of,
@@ -37,8 +35,8 @@ from agentloop_graph.parsing import (
 )
 from agentloop_graph.progress import ProgressEvent, StepFailed, StepStarted, aemit, emit
 from agentloop_graph.prompts import RECENT_STEPS, PromptInput, executor_prompt
-from agentloop_graph.state import Cursor, StepInput, StepStatus
-from agentloop_graph.steps import StepFailure, end_step, failure_text, open_step, spend
+from agentloop_graph.state import StepInput, StepProgress, open_step, progress_of
+from agentloop_graph.steps import StepFailure, agent_of, end_step, failure_text
 
 MAX_CALLS_PER_ROUND = 16
 """Tool calls run from one model reply; further calls in it get an error message."""
@@ -52,25 +50,26 @@ class Attempt:
     total: int
     description: str
     number: int
-    started_at: float
+    progress: StepProgress
     prompt: PromptInput
     deadline: float | None
     trace: dict[str, Any]
-    meter: Meter
-    replies: list[AIMessage] = field(default_factory=list)
-    """Every model reply of the attempt, so the tokens of a failed attempt count too."""
+    agent: str | None
+    last_reply: AIMessage | None = None
     calls_made: set[str] = field(default_factory=set)
     """Fingerprints of the tool calls already run in this attempt."""
 
     def request(self, settings: Settings, conversation: PromptInput) -> ModelRequest:
         """The next model call of the attempt."""
+        tools = list(settings.tools.values())
         return ModelRequest(
-            settings.models.executor_with_tools,
-            conversation,
             "executor",
+            settings.models.executor,
+            conversation,
             self.trace,
-            self.meter,
-            self.deadline,
+            runnable=settings.models.executor_with_tools,
+            shape=(lambda model: model.bind_tools(tools)) if tools else None,
+            deadline=self.deadline,
         )
 
     def next_conversation(self, conversation: PromptInput, reply: AIMessage) -> list[BaseMessage]:
@@ -85,6 +84,7 @@ class Attempt:
         Raises:
             StepFailure: The answer is empty, or the tool loop is out of rounds.
         """
+        self.last_reply = reply
         if reply.tool_calls:
             if rounds == settings.max_tool_rounds:
                 raise StepFailure(f"the tool loop ran out of rounds ({settings.max_tool_rounds})")
@@ -129,75 +129,28 @@ def _fingerprint(call: ToolCall) -> str:
     return hashlib.sha256(f"{call['name']}\0{arguments}".encode()).hexdigest()[:16]
 
 
-def _tool_result(message: ToolMessage) -> ToolMessage:
-    if isinstance(message.content, str) and len(message.content) > MAX_RESULT_CHARS:
-        return message.model_copy(update={"content": cap(message.content, MAX_RESULT_CHARS)})
-    return message
-
-
-def _valid_plan(answer: object) -> bool:
-    return (
-        isinstance(answer, list)
-        and bool(answer)
-        and all(isinstance(step, str) and step.strip() for step in answer)
-    )
-
-
-def _review(state: StepInput, settings: Settings) -> dict[str, Any]:
-    """Pause until a person answers on the plan; the update their answer makes.
-
-    It runs in the executor, not the planner: a node resumed after `interrupt` runs again
-    from its top, and the planner's top is a model call. An answer that is not one of
-    the three kinds pauses the run again, saying what was wrong, so a typo never jams
-    the thread.
-    """
-    cursor = state["cursor"]
-    question = {"task_id": state["task_id"], "task": state["task"], "plan": state["plan"]}
-    answer = interrupt(question)
-    while not (isinstance(answer, bool) or _valid_plan(answer)):
-        answer = interrupt(
-            {
-                **question,
-                "error": "resume a plan approval with True (run it), False (cancel) or a "
-                f"non-empty list of step strings (run that plan), got {answer!r}",
-            }
-        )
-    if answer is True:
-        return {"cursor": {**cursor, "approved": True}}
-    if answer is False:
-        summary = f"{cap(state['task'], MAX_TEXT_CHARS)}: Plan rejected; no step ran."
-        return {"status": "cancelled", "summary": summary}
-    plan = [cap(step.strip(), MAX_TEXT_CHARS) for step in answer]
-    kept = plan[: settings.max_steps]
-    update = {"plan": kept, "cursor": {**cursor, "approved": True, "planned": len(plan)}}
-    if not cursor["max_parallel"]:
-        return update
-    # The person's steps may say what they wait for, as a planner's do: `(after 1)`.
-    steps, dependencies = parse_dependency_plan("\n".join(f"1. {step}" for step in kept))
-    if len(steps) != len(kept):
-        steps, dependencies = kept, in_sequence(len(kept))
-    return {**update, "plan": steps, "dependencies": dependencies}
-
-
-def _begin(state: StepInput, settings: Settings) -> tuple[Attempt, StepStarted]:
-    cursor, plan = state["cursor"], state["plan"]
+def _begin(state: StepInput, run: NodeRun) -> tuple[Attempt, StepStarted]:
+    settings, plan = run.settings, state["plan"]
     step = open_step(state)
-    number = cursor["attempt"] + 1
-    description = cursor["description"] or plan[step - 1]
-    after = waited_for(state)
-    done, quoted = (state["steps"], RECENT_STEPS) if after is None else (after, len(after))
+    progress = progress_of(state, time.time())
+    number = progress["attempt"] + 1
+    description = progress["description"] or plan[step - 1]
+    # A parallel run's step is sent the records of the steps it waits for; a sequential
+    # run's step sees the last few.
+    quoted = state["steps"] if "step" in state else state["steps"][-RECENT_STEPS:]
+    agent = agent_of(state)
     attempt = Attempt(
         step=step,
         total=len(plan),
         description=description,
         number=number,
-        started_at=cursor["step_started_at"] or time.time(),
+        progress=progress,
         prompt=executor_prompt(
-            settings.prompts, state["task"], step, len(plan), description, done, quoted
+            settings.prompts, state["task"], step, len(plan), description, quoted
         ),
         deadline=time.monotonic() + settings.step_timeout if settings.step_timeout else None,
         trace={"task_id": state["task_id"], "step": step, "attempt": number},
-        meter=Meter.of(cursor),
+        agent=agent,
     )
     started: StepStarted = {
         "event": "agentic.step_started",
@@ -206,28 +159,24 @@ def _begin(state: StepInput, settings: Settings) -> tuple[Attempt, StepStarted]:
         "total": len(plan),
         "description": description,
         "attempt": number,
+        "agent": agent,
     }
     return attempt, started
 
 
 def _end(
-    state: StepInput, settings: Settings, attempt: Attempt, outcome: str | Exception
+    state: StepInput, run: NodeRun, attempt: Attempt, outcome: str | Exception
 ) -> tuple[dict[str, Any], list[ProgressEvent]]:
     """The update an attempt's outcome (its answer, or why it failed) makes, and its events."""
-    cursor: Cursor = spend(state["cursor"], attempt.replies, attempt.meter)
+    settings = run.settings
+    progress: StepProgress = {
+        **attempt.progress,
+        "attempt": attempt.number,
+        "usage": add_usage(attempt.progress["usage"], run.usage),
+    }
     if isinstance(outcome, str):
-        status: StepStatus = "adapted" if attempt.number > 1 else "completed"
-        reasoning = reasoning_of(attempt.replies[-1])
-        update, complete = end_step(
-            state,
-            cursor,
-            status=status,
-            result=outcome,
-            error=cursor["error"],
-            attempts=attempt.number,
-            started_at=attempt.started_at,
-            reasoning=reasoning,
-        )
+        reasoning = reasoning_of(attempt.last_reply) if attempt.last_reply else None
+        update, complete = end_step(state, run, progress, result=outcome, reasoning=reasoning)
         return update, [complete]
     error = failure_text(settings.models.executor, settings.step_timeout, outcome)
     failed: StepFailed = {
@@ -238,65 +187,58 @@ def _end(
         "description": attempt.description,
         "error": error,
         "attempt": attempt.number,
+        "agent": attempt.agent,
     }
     if isinstance(outcome, BudgetExhausted):  # no adaptation: it would need a model call too
-        cursor = {**cursor, "stopped": outcome.spent}
+        update, complete = end_step(
+            state,
+            run,
+            progress,
+            reason=error,
+            ended_by="budget",
+            stopped=outcome.spent,
+            root_cause=False,
+        )
     elif attempt.number - 1 < settings.max_adaptations:
-        retry: Cursor = {
-            **cursor,
-            "attempt": attempt.number,
-            "step_started_at": attempt.started_at,
+        retry: StepProgress = {
+            **progress,
             "error": error,
-            "first_error": cursor["first_error"] or error,
+            "first_error": progress["first_error"] or error,
             "needs_adaptation": True,
         }
-        return {"cursor": retry}, [failed]
-    update, complete = end_step(
-        state,
-        cursor,
-        status="failed",
-        result="",
-        error=error,
-        attempts=attempt.number,
-        started_at=attempt.started_at,
-        root_cause=cursor["stopped"] is None,
-        max_replans=settings.max_replans,
-    )
+        return {"cursor": {**run.counted(), "open": {str(attempt.step): retry}}}, [failed]
+    else:
+        update, complete = end_step(state, run, progress, reason=error, ended_by="attempts")
     return update, [failed, complete]
 
 
-def _attempt(attempt: Attempt, config: RunnableConfig, settings: Settings) -> str:
+def _attempt(attempt: Attempt, run: NodeRun) -> str:
     """Ask the model, running the tools it calls, until it answers in text."""
+    settings = run.settings
     conversation: PromptInput = attempt.prompt
     for rounds in range(settings.max_tool_rounds + 1):
-        reply = call_model(attempt.request(settings, conversation), config, settings)
-        if isinstance(reply, RepeatingAnswer):
-            attempt.replies.append(reply.reply)  # its tokens were spent all the same
+        reply = call_model(attempt.request(settings, conversation), run)
         if isinstance(reply, Exception):
             raise reply
-        attempt.replies.append(reply)
         if (answer := attempt.answer(reply, settings, rounds)) is not None:
             return answer
         conversation = attempt.next_conversation(conversation, reply)
         for index, call in enumerate(reply.tool_calls):
             tool = attempt.tool_for(call, index, settings)
             if isinstance(tool, BaseTool):
-                key = attempt.idempotency_key(call)
-                tool = _tool_result(call_tool(tool, call, config, key, attempt.deadline))
+                tool = call_tool(tool, call, run, attempt.idempotency_key(call), attempt.deadline)
             conversation.append(tool)
     raise AssertionError("unreachable: the last round fails in Attempt.answer")
 
 
-async def _aattempt(attempt: Attempt, config: RunnableConfig, settings: Settings) -> str:
+async def _aattempt(attempt: Attempt, run: NodeRun) -> str:
     """Async twin of `_attempt`."""
+    settings = run.settings
     conversation: PromptInput = attempt.prompt
     for rounds in range(settings.max_tool_rounds + 1):
-        reply = await acall_model(attempt.request(settings, conversation), config, settings)
-        if isinstance(reply, RepeatingAnswer):
-            attempt.replies.append(reply.reply)  # its tokens were spent all the same
+        reply = await acall_model(attempt.request(settings, conversation), run)
         if isinstance(reply, Exception):
             raise reply
-        attempt.replies.append(reply)
         if (answer := attempt.answer(reply, settings, rounds)) is not None:
             return answer
         conversation = attempt.next_conversation(conversation, reply)
@@ -304,50 +246,46 @@ async def _aattempt(attempt: Attempt, config: RunnableConfig, settings: Settings
             tool = attempt.tool_for(call, index, settings)
             if isinstance(tool, BaseTool):
                 key = attempt.idempotency_key(call)
-                tool = _tool_result(await acall_tool(tool, call, config, key, attempt.deadline))
+                tool = await acall_tool(tool, call, run, key, attempt.deadline)
             conversation.append(tool)
     raise AssertionError("unreachable: the last round fails in Attempt.answer")
 
 
-def _between_waves(state: StepInput, settings: Settings) -> dict[str, Any] | None:
-    """The update of an execution that attempts no step, or None for an attempt: plan
-    approval, or a parallel run's turn between two waves (its router sends the next)."""
+def execute(state: StepInput, run: NodeRun) -> dict[str, Any]:
+    """Make one attempt at the open step and record what came of it; or, before the plan's
+    first step, ask a person to approve it; or, in a parallel run, take the turn between
+    two waves."""
     if not state["cursor"]["approved"]:
-        return _review(state, settings)
-    if state["cursor"]["max_parallel"] and not is_branch(state):
-        return replan_due(state, settings.max_replans)
-    return None
-
-
-def execute(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
-    """Make one attempt at the open step and record what came of it."""
-    if (update := _between_waves(state, settings)) is not None:
+        return review(state, run)
+    if (update := between_waves(state, run.settings)) is not None:
         return update
-    attempt, started = _begin(state, settings)
-    emit(config, started)
+    attempt, started = _begin(state, run)
+    emit(run, started)
     try:
-        outcome: str | Exception = _attempt(attempt, config, settings)
+        outcome: str | Exception = _attempt(attempt, run)
     except GraphBubbleUp:
         raise  # an interrupt from a tool, or a parent command: LangGraph's to handle
     except Exception as exc:
         outcome = exc
-    update, events = _end(state, settings, attempt, outcome)
-    emit(config, *events)
-    return recorded(state, update)
+    update, events = _end(state, run, attempt, outcome)
+    emit(run, *events)
+    return update
 
 
-async def aexecute(state: StepInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
+async def aexecute(state: StepInput, run: NodeRun) -> dict[str, Any]:
     """Async twin of `execute`."""
-    if (update := _between_waves(state, settings)) is not None:
+    if not state["cursor"]["approved"]:
+        return review(state, run)
+    if (update := between_waves(state, run.settings)) is not None:
         return update
-    attempt, started = _begin(state, settings)
-    await aemit(config, started)
+    attempt, started = _begin(state, run)
+    await aemit(run, started)
     try:
-        outcome: str | Exception = await _aattempt(attempt, config, settings)
+        outcome: str | Exception = await _aattempt(attempt, run)
     except GraphBubbleUp:
         raise  # an interrupt from a tool, or a parent command: LangGraph's to handle
     except Exception as exc:
         outcome = exc
-    update, events = _end(state, settings, attempt, outcome)
-    await aemit(config, *events)
-    return recorded(state, update)
+    update, events = _end(state, run, attempt, outcome)
+    await aemit(run, *events)
+    return update

@@ -1,40 +1,43 @@
-"""The agent loop's wiring: settings, nodes, conditional edges, compile.
+"""The agent loop's wiring: nodes, conditional edges, the builder and the compiled graph.
 
-One model call, from the factory to the model and back:
-1. `create_agent_loop` builds the phases' models and the factory's `Settings`.
-2. Each node is a `Node`: a sync and an async body; it resolves the run's settings
-   (`context.resolve`: the factory's, overridden by `context=`) and calls its body.
-3. `planner.plan` renders the prompt and asks `calls.call_model` (`acall_model` under
-   `ainvoke`), which applies time limits and retries and returns the reply or the error.
-4. `executor.execute` does the same in a loop, running each tool the model calls through
-   `calls.call_tool` and sending the results back, until the model answers in text.
-5. The body turns the reply into a state update and progress events, emits the events
-   and returns the update; a router picks the next node.
+One run, as a LangGraph engineer follows it (these modules are the path):
+1. `state.py`: the input, output and internal state; `context.py`: the factory's settings,
+   overridden per run by `Context`.
+2. `planner.py` asks for a plan (`plans.py` reads it); `executor.py` makes one attempt at a
+   step (tools included), `adapter.py` revises a failed step, `summariser.py` closes the run;
+   `steps.py` holds what the executor and adapter share, `approval.py` the plan approval,
+   `parallel.py` a parallel run's waves.
+3. Every model and tool call goes through `calls.py` (budget, time limits, retries), with
+   prompts from `prompts.py`; each node writes progress events through `progress.py`.
+4. This module pairs each node's sync and async bodies (`AgentLoop`), routes between them
+   and compiles the graph (`compiled.py` guards a run's start on a thread).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import get_runtime
+from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agentloop_graph.adapter import aadapt, adapt
 from agentloop_graph.budget import Budget, as_budget
+from agentloop_graph.calls import NodeRun
 from agentloop_graph.compiled import AgentLoopGraph
-from agentloop_graph.context import Context, Models, Settings, check_settings, resolve
+from agentloop_graph.context import Context, Models, ModelsFor, Settings, check_settings, resolve
 from agentloop_graph.executor import aexecute, execute
 from agentloop_graph.models import DEFAULT_MODEL, for_phase, resolve_model
 from agentloop_graph.parallel import after_branch, next_wave, was_sent, wave
-from agentloop_graph.planner import aplan, plan
+from agentloop_graph.planner import aplan, plan, replanning
 from agentloop_graph.prompts import build_prompts
 from agentloop_graph.state import (
     AgentLoopState,
@@ -46,64 +49,72 @@ from agentloop_graph.state import (
 )
 from agentloop_graph.summariser import asummarise, summarise
 
-Body = Callable[[Any, RunnableConfig, Settings], dict[str, Any]]
-AsyncBody = Callable[[Any, RunnableConfig, Settings], Awaitable[dict[str, Any]]]
+ACTIVITY = {"execute_in": "activity"}
+"""Node metadata Temporal's LangGraph plugin requires: each node runs as an activity (its
+model and tool calls are not deterministic); routing stays in the workflow."""
 
 
-class Node(Runnable[Any, dict[str, Any]]):
-    """A graph node with a blocking body for `invoke` and an async one for `ainvoke`.
+class AgentLoop:
+    """The loop's nodes, bound to the factory's settings.
 
-    Both get the run's settings: the factory's, overridden by the run's `Context`.
+    Each node is a blocking method for `invoke` and an async one for `ainvoke`, paired by
+    LangGraph's `RunnableCallable` as its prebuilt agent pairs `call_model` and
+    `acall_model`: a node made the way `add_node` makes one from a function, which is what
+    Temporal's LangGraph plugin runs as an activity. Each resolves the run's settings (the
+    factory's, overridden by the run's `Context`) and hands its body a `NodeRun`.
     """
 
-    def __init__(
-        self, name: str, body: Body, abody: AsyncBody, settings: Callable[[Any], Settings]
-    ) -> None:
-        self.name = name
-        self._body = body
-        self._abody = abody
-        self._settings = settings
+    def __init__(self, defaults: Settings, models_for: ModelsFor) -> None:
+        self.defaults = defaults
+        self.models_for = models_for
 
-    def invoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    def _run(self, config: RunnableConfig, runtime: Runtime[Any], state: Any) -> NodeRun:
+        settings = resolve(self.defaults, runtime.context, self.models_for)
+        return NodeRun.start(config, settings, state.get("cursor"))
+
+    def _planner_run(self, config: RunnableConfig, runtime: Runtime[Any], state: Any) -> NodeRun:
+        # A new run's planner starts the run's counts afresh: the cursor is an earlier run's.
+        return self._run(config, runtime, state if replanning(state) else {})
+
+    def planner(
+        self, state: PlannerInput, config: RunnableConfig, runtime: Runtime[Any]
     ) -> dict[str, Any]:
-        settings = self._settings(get_runtime().context)
-        return self._body(input, config or {}, settings)
+        return plan(state, self._planner_run(config, runtime, state))
 
-    async def ainvoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    async def aplanner(
+        self, state: PlannerInput, config: RunnableConfig, runtime: Runtime[Any]
     ) -> dict[str, Any]:
-        settings = self._settings(get_runtime().context)
-        return await self._abody(input, config or {}, settings)
+        return await aplan(state, self._planner_run(config, runtime, state))
 
+    def executor(
+        self, state: StepInput, config: RunnableConfig, runtime: Runtime[Any]
+    ) -> dict[str, Any]:
+        return execute(state, self._run(config, runtime, state))
 
-Route = Callable[[Any, RunnableConfig], str | list[Send]]
+    async def aexecutor(
+        self, state: StepInput, config: RunnableConfig, runtime: Runtime[Any]
+    ) -> dict[str, Any]:
+        return await aexecute(state, self._run(config, runtime, state))
 
+    def adapter(
+        self, state: StepInput, config: RunnableConfig, runtime: Runtime[Any]
+    ) -> dict[str, Any]:
+        return adapt(state, self._run(config, runtime, state))
 
-class Router(Runnable[Any, str | list[Send]]):
-    """A routing function usable under both `invoke` and `ainvoke`.
+    async def aadapter(
+        self, state: StepInput, config: RunnableConfig, runtime: Runtime[Any]
+    ) -> dict[str, Any]:
+        return await aadapt(state, self._run(config, runtime, state))
 
-    A plain sync router would be sent to a worker thread under `ainvoke`, and an async
-    one fails under `invoke`; routing is pure, so both paths call it directly. Its
-    destinations, for the drawing, are the node names its `Literal` return type lists.
-    """
+    def summariser(
+        self, state: SummariserInput, config: RunnableConfig, runtime: Runtime[Any]
+    ) -> dict[str, Any]:
+        return summarise(state, self._run(config, runtime, state))
 
-    def __init__(self, route: Route) -> None:
-        self.name = route.__name__
-        self._route = route
-        returns = get_type_hints(route)["return"]
-        names = [arg for arg in (returns, *get_args(returns)) if get_origin(arg) is Literal]
-        self.destinations = list(get_args(names[0]))
-
-    def invoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> str | list[Send]:
-        return self._route(input, config or {})
-
-    async def ainvoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> str | list[Send]:
-        return self._route(input, config or {})
+    async def asummariser(
+        self, state: SummariserInput, config: RunnableConfig, runtime: Runtime[Any]
+    ) -> dict[str, Any]:
+        return await asummarise(state, self._run(config, runtime, state))
 
 
 def route_after_planner(
@@ -113,9 +124,9 @@ def route_after_planner(
     A parallel run's plan that needs no approval starts its first wave from here, as the
     executor's turn between waves would: that turn would have nothing else to do."""
     cursor = state.get("cursor")
-    if not state.get("plan") or (cursor is not None and cursor["stopped"] is not None):
+    if not state.get("plan") or cursor is None or cursor["stopped"] is not None:
         return "summariser"
-    if cursor is not None and cursor["max_parallel"] and cursor["approved"]:
+    if cursor["max_parallel"] and cursor["approved"]:
         return wave(state) or "summariser"
     return "executor"
 
@@ -126,12 +137,13 @@ def route_after_adapter(
     """Replan after a failed step (with replans left), attempt the open or next step, or
     summarise once every step has ended (or the budget is spent). In a parallel run, the
     executor plans the next wave once every step of this one has ended."""
-    if state["cursor"]["max_parallel"]:
+    cursor = state["cursor"]
+    if cursor["max_parallel"]:
         return after_branch(state)
-    if state["cursor"]["replan_reason"] is not None:
+    if cursor["replan_reason"] is not None:
         return "planner"
     more = len(state["steps"]) < len(state["plan"])
-    return "executor" if more and not state["cursor"]["stopped"] else "summariser"
+    return "executor" if more and not cursor["stopped"] else "summariser"
 
 
 def route_after_executor(
@@ -141,13 +153,28 @@ def route_after_executor(
     parallel run, a step's attempt goes on to the executor's turn between waves, whose
     router sends the next wave: each step's next attempt or adaptation, and the steps
     ready to start (or, once the plan's last step has ended, to the summariser)."""
-    if state["cursor"]["max_parallel"]:
+    cursor = state["cursor"]
+    if cursor["max_parallel"]:
         return after_branch(state) if was_sent(config) else next_wave(state)
-    if state["cursor"]["needs_adaptation"]:
-        return "adapter"
     if state["status"] == "cancelled":
         return "summariser"
+    progress = cursor["open"].get(str(len(state["steps"]) + 1))
+    if progress is not None and progress["needs_adaptation"]:
+        return "adapter"
     return route_after_adapter(state, config)
+
+
+Route = Callable[[Any, RunnableConfig], Any]
+
+
+def _router(route: Route) -> RunnableCallable:
+    """`route` for both ways of running: routing is pure, so the async path calls it
+    directly (LangGraph would otherwise send a plain function to a worker thread)."""
+
+    async def aroute(state: Any, config: RunnableConfig) -> Any:
+        return route(state, config)
+
+    return RunnableCallable(route, aroute, name=route.__name__, trace=False)
 
 
 def _as_tools(tools: object) -> dict[str, BaseTool]:
@@ -184,10 +211,16 @@ def _models(
         model = build(spec, "model" if own is None else f"{phase}_model")
         # Only models the loop built get its defaults; a model object is the caller's.
         chosen[phase] = for_phase(model, phase) if isinstance(spec, str) else model
-    return Models(**chosen, executor_with_tools=_with_tools(chosen["executor"], tools))
+    return Models(
+        planner=chosen["planner"],
+        executor=chosen["executor"],
+        adapter=chosen["adapter"],
+        summariser=chosen["summariser"],
+        executor_with_tools=_with_tools(chosen["executor"], tools),
+    )
 
 
-def create_agent_loop(
+def build_agent_loop(
     model: BaseChatModel | str = DEFAULT_MODEL,
     *,
     tools: Sequence[BaseTool | Callable[..., Any]] = (),
@@ -210,11 +243,11 @@ def create_agent_loop(
     budget: Budget | None = None,
     system_prompt: str | None = None,
     prompts: Mapping[str, str] | None = None,
-    checkpointer: Any = None,
-    store: Any = None,
-    name: str = "agent_loop",
-) -> AgentLoopGraph:
-    """Build the plan -> execute -> adapt -> summarise loop as a compiled LangGraph graph.
+) -> StateGraph[AgentLoopState, Context, InputState, OutputState]:
+    """Build the plan -> execute -> adapt -> summarise loop as an uncompiled LangGraph graph.
+
+    `create_agent_loop` compiles this builder; compile it yourself to run it elsewhere, e.g.
+    on Temporal with its LangGraph plugin (`LangGraphPlugin(graphs={"agent_loop": builder})`).
 
     Args:
         model: A chat model, or `"ollama:<model>"`, `"demo"` (offline) or another
@@ -245,9 +278,6 @@ def create_agent_loop(
             answer, a connection cut mid-answer), with exponential backoff.
         budget: What one run may spend (`Budget(max_model_calls=, max_tokens=,
             max_seconds=)`), checked before every model call; `Context.budget` per run.
-        checkpointer: Passed to `compile`; with one, every attempt is checkpointed.
-        store: Passed to `compile`.
-        name: The compiled graph's name.
         system_prompt: Sent as a system message before every phase's prompt (planner,
             executor, adapter, summariser), as is: it is not a template. None sends each
             prompt alone, as text.
@@ -264,8 +294,8 @@ def create_agent_loop(
             `{results}` (one `N. step: result` line per step), optional `{task}`.
 
     Returns:
-        The compiled graph. Input `{"task": ...}` or `{"messages": [...]}`; per-run
-        settings through `context=Context(...)`.
+        The `StateGraph`, with `Context` as its `context_schema`. Input `{"task": ...}` or
+        `{"messages": [...]}`; per-run settings through `context=Context(...)`.
 
     Raises:
         ValueError: An argument is out of range, `model` is an unknown string,
@@ -275,11 +305,10 @@ def create_agent_loop(
             `system_prompt` or a template is not a string, or `prompts` is not a mapping.
 
     Example:
-        >>> from agentloop_graph import create_agent_loop
-        >>> graph = create_agent_loop("demo")
-        >>> result = graph.invoke({"task": "Plan a picnic"})
-        >>> result["status"], len(result["steps"])
-        ('completed', 4)
+        >>> from agentloop_graph import build_agent_loop
+        >>> graph = build_agent_loop("demo").compile()
+        >>> graph.invoke({"task": "Plan a picnic"})["status"]
+        'completed'
     """
     options = dict(model_options or {})
     built: dict[str, BaseChatModel] = {}
@@ -330,42 +359,109 @@ def create_agent_loop(
             return replace(
                 defaults.models,
                 executor_with_tools=_with_tools(defaults.models.executor, allowed),
+                shaped={},
             )
         shared = {phase: None for phase in phases} | {"model": spec}
         return _models(lambda spec, _: build(spec, "context.model"), shared, allowed)
 
-    def settings_for(context: Context | None) -> Settings:
-        return resolve(defaults, context, models_for)
-
+    loop = AgentLoop(defaults, models_for)
     builder = StateGraph(
         AgentLoopState,
         context_schema=Context,
         input_schema=InputState,
         output_schema=OutputState,
     )
-    builder.add_node(
-        "planner", Node("planner", plan, aplan, settings_for), input_schema=PlannerInput
-    )
-    builder.add_node(
-        "executor", Node("executor", execute, aexecute, settings_for), input_schema=StepInput
-    )
-    builder.add_node(
-        "adapter", Node("adapter", adapt, aadapt, settings_for), input_schema=StepInput
-    )
-    builder.add_node(
-        "summariser",
-        Node("summariser", summarise, asummarise, settings_for),
-        input_schema=SummariserInput,
-    )
+    nodes: list[tuple[str, Node, type[Any]]] = [
+        ("planner", (loop.planner, loop.aplanner), PlannerInput),
+        ("executor", (loop.executor, loop.aexecutor), StepInput),
+        ("adapter", (loop.adapter, loop.aadapter), StepInput),
+        ("summariser", (loop.summariser, loop.asummariser), SummariserInput),
+    ]
+    for name, (body, abody), input_schema in nodes:
+        node = RunnableCallable(body, abody, name=name, trace=False)
+        builder.add_node(name, node, input_schema=input_schema, metadata=ACTIVITY)
     builder.add_edge(START, "planner")
-    for source, route in (
-        ("planner", route_after_planner),
-        ("executor", route_after_executor),
-        ("adapter", route_after_adapter),
-    ):
-        router = Router(route)
-        builder.add_conditional_edges(source, router, router.destinations)
+    builder.add_conditional_edges(
+        "planner", _router(route_after_planner), ["executor", "summariser"]
+    )
+    builder.add_conditional_edges(
+        "executor",
+        _router(route_after_executor),
+        ["executor", "adapter", "planner", "summariser"],
+    )
+    builder.add_conditional_edges(
+        "adapter", _router(route_after_adapter), ["executor", "planner", "summariser"]
+    )
     builder.add_edge("summariser", END)
+    return builder
+
+
+Node = tuple[Callable[..., dict[str, Any]], Callable[..., Coroutine[Any, Any, dict[str, Any]]]]
+
+
+def create_agent_loop(
+    model: BaseChatModel | str = DEFAULT_MODEL,
+    *,
+    tools: Sequence[BaseTool | Callable[..., Any]] = (),
+    max_steps: int = 10,
+    max_adaptations: int = 1,
+    max_replans: int = 0,
+    parallel: bool = False,
+    max_parallel: int = 4,
+    step_timeout: float | None = None,
+    summarise_with_model: bool = True,
+    max_tool_rounds: int = 5,
+    approve_plan: bool = False,
+    planner_model: BaseChatModel | str | None = None,
+    executor_model: BaseChatModel | str | None = None,
+    adapter_model: BaseChatModel | str | None = None,
+    summariser_model: BaseChatModel | str | None = None,
+    model_options: Mapping[str, Any] | None = None,
+    model_timeout: float | None = None,
+    max_retries: int = 3,
+    budget: Budget | None = None,
+    system_prompt: str | None = None,
+    prompts: Mapping[str, str] | None = None,
+    checkpointer: Any = None,
+    store: Any = None,
+    name: str = "agent_loop",
+) -> AgentLoopGraph:
+    """Build the plan -> execute -> adapt -> summarise loop as a compiled LangGraph graph.
+
+    Args:
+        model: A chat model, or `"ollama:<model>"`, `"demo"` (offline) or another
+            `"provider:model"` string for LangChain's `init_chat_model`.
+        checkpointer: Passed to `compile`; with one, every attempt is checkpointed.
+        store: Passed to `compile`.
+        name: The compiled graph's name.
+        **options: The other keywords are `build_agent_loop`'s, which builds the graph this
+            compiles.
+
+    Returns:
+        The compiled graph (an `AgentLoopGraph`: it guards how a run starts on a thread).
+        Input `{"task": ...}` or `{"messages": [...]}`; per-run settings through
+        `context=Context(...)`.
+
+    Raises:
+        ValueError: An argument is out of range, `model` is an unknown string,
+            `system_prompt` is blank, or `prompts` names an unknown phase or holds a
+            template that is malformed, lacks a required field or names an unknown one.
+        TypeError: `model` is neither a chat model nor a string, a tool is not a tool,
+            `system_prompt` or a template is not a string, or `prompts` is not a mapping.
+
+    Example:
+        >>> from agentloop_graph import create_agent_loop
+        >>> graph = create_agent_loop("demo")
+        >>> result = graph.invoke({"task": "Plan a picnic"})
+        >>> result["status"], len(result["steps"])
+        ('completed', 4)
+    """
+    options = {
+        key: value
+        for key, value in locals().items()
+        if key not in ("model", "checkpointer", "store", "name")
+    }
+    builder = build_agent_loop(model, **options)
     compiled = builder.compile(checkpointer=checkpointer, store=store, name=name)
     # The same graph as the loop's own class (see `compiled.py`), built the way
     # `CompiledStateGraph.copy` builds copies.

@@ -3,73 +3,16 @@
 from __future__ import annotations
 
 import os
-import urllib.parse
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 import httpx
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import Runnable
-from pydantic import ValidationError
 
 from agentloop_graph.parsing import RepeatingAnswer
 
 DEFAULT_MODEL = "ollama:llama3.2"
-DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
-OLLAMA_CLIENT_TIMEOUT = 300.0
-"""Seconds the HTTP client of an Ollama model waits when the loop sets no `model_timeout`."""
-CLIENT_TIMEOUT_GRACE = 5.0
-"""The HTTP client's limit trails the loop's, so the loop's clearer message wins the race."""
-
-
-OLLAMA_PORT = 11434
-_ANY_ADDRESS = MappingProxyType({"0.0.0.0": "127.0.0.1", "::": "::1"})
-"""A server's "listen on every interface", which for a client means this machine."""
-
-
-def ollama_base_url(host: str | None = None, *, argument: str = "host") -> str:
-    """Ollama's address, read the way Ollama's own client reads `OLLAMA_HOST`.
-
-    The scheme is optional (http when none). Without a port, a bare host gets Ollama's
-    11434 and an explicit `http://` or `https://` its scheme's own (80, 443), as in
-    the `ollama` package. `0.0.0.0`, which a server sets to listen everywhere, means
-    this machine.
-
-    Args:
-        host: An address to use instead of `OLLAMA_HOST` (e.g. a command-line option).
-        argument: The name `host` goes by, for error messages.
-
-    Returns:
-        `scheme://host:port[/path]`, e.g. `http://127.0.0.1:11434`.
-
-    Raises:
-        ValueError: The address is not one (a port that is no number, a broken IPv6
-            address); the message names `OLLAMA_HOST` or `argument`.
-
-    Example:
-        >>> ollama_base_url("0.0.0.0"), ollama_base_url("https://ollama.internal")
-        ('http://127.0.0.1:11434', 'https://ollama.internal:443')
-    """
-    name = argument if host is not None else "OLLAMA_HOST"
-    text = (os.environ.get("OLLAMA_HOST", "") if host is None else host).strip()
-    scheme, separator, rest = text.partition("://")
-    default_port = OLLAMA_PORT
-    if not separator:
-        scheme, rest = "http", text
-    elif scheme in ("http", "https"):
-        default_port = 80 if scheme == "http" else 443
-    try:
-        split = urllib.parse.urlsplit(f"{scheme}://{rest}")
-        port = split.port or default_port
-    except ValueError as exc:
-        raise ValueError(f"{name} {text!r} is not a host address: {exc}") from None
-    address = split.hostname or "127.0.0.1"
-    address = _ANY_ADDRESS.get(address, address)
-    if ":" in address:
-        address = f"[{address}]"
-    path = split.path.strip("/")
-    return f"{scheme}://{address}:{port}" + (f"/{path}" if path else "")
 
 
 class ModelCallTimeout(Exception):
@@ -123,28 +66,15 @@ def resolve_model(
             'or "provider:model"'
         )
     if provider == "ollama":
-        return _chat_ollama(spec, name, argument, options or {}, timeout)
+        try:
+            # Importing `ollama` builds a default client, which a proxy setting can break.
+            from agentloop_graph.ollama import chat_ollama
+        except Exception as exc:
+            raise ValueError(_cannot_build(argument, spec, exc)) from None
+        return chat_ollama(
+            name, options or {}, timeout, lambda exc: _cannot_build(argument, spec, exc)
+        )
     return _init_chat_model(spec, argument, options or {})
-
-
-def _chat_ollama(
-    spec: str, name: str, argument: str, options: Mapping[str, Any], timeout: float | None
-) -> BaseChatModel:
-    client_timeout = OLLAMA_CLIENT_TIMEOUT if timeout is None else timeout + CLIENT_TIMEOUT_GRACE
-    settings = {
-        "base_url": ollama_base_url(),
-        "client_kwargs": {"timeout": client_timeout},
-        **options,
-    }
-    try:
-        # Importing `ollama` builds a default client, which a proxy setting can break.
-        from agentloop_graph.ollama import LoopChatOllama
-
-        return LoopChatOllama(model=name, **settings)
-    except (ValidationError, TypeError) as exc:
-        raise ValueError(f"model_options do not suit ChatOllama: {exc}") from None
-    except Exception as exc:
-        raise ValueError(_cannot_build(argument, spec, exc)) from None
 
 
 _API_KEYS = MappingProxyType(
@@ -237,16 +167,6 @@ def is_ollama(model: object) -> bool:
     return any(cls.__name__ == "ChatOllama" for cls in type(model).__mro__)
 
 
-def with_json_schema(model: BaseChatModel, schema: dict[str, Any]) -> Runnable[Any, Any] | None:
-    """`model` held to answer in `schema`'s shape, where the model supports it, else None.
-
-    Ollama takes the schema as its `format` and enforces it while the model writes.
-    """
-    if is_ollama(model):
-        return model.bind(format=schema)
-    return None
-
-
 def _status_code(exc: BaseException) -> int | None:
     # ollama.ResponseError, openai/anthropic API errors and httpx errors all carry one.
     code = getattr(exc, "status_code", None)
@@ -275,29 +195,13 @@ def is_transient(exc: BaseException) -> bool:
 def describe_error(model: object, exc: BaseException) -> str:
     """One line saying what went wrong in a model call, and where it was aimed."""
     text = str(exc) or type(exc).__name__
-    ollama = is_ollama(model)
-    if ollama and _status_code(exc) == 404:
-        name = getattr(model, "model", "")
-        return (
-            f"model {name!r} is not available on the Ollama server at "
-            f"{getattr(model, 'base_url', None) or ollama_base_url()}: "
-            f"pull it with `ollama pull {name}` ({text})"
-        )
-    # Only a connection that never opened means nothing listens; a reset or an abort
-    # mid-answer comes from a server that is running.
-    unreachable = isinstance(exc, httpx.ConnectError | ConnectionRefusedError) or (
-        type(exc) is ConnectionError
-    )
-    if unreachable:
-        base_url = getattr(model, "base_url", None)
-        if ollama:
-            return (
-                f"cannot reach the Ollama server at {base_url or ollama_base_url()} ({text}). "
-                "Start it with `ollama serve` (or set OLLAMA_HOST), "
-                'or use the offline "demo" model (`--model demo` on the command line)'
-            )
-        if base_url:
-            return f"cannot reach the model server at {base_url} ({text})"
+    if is_ollama(model):
+        from agentloop_graph.ollama import describe_ollama_error
+
+        if said := describe_ollama_error(model, exc, text, _status_code(exc)):
+            return said
+    if is_unreachable(exc) and (base_url := getattr(model, "base_url", None)):
+        return f"cannot reach the model server at {base_url} ({text})"
     if isinstance(exc, ModelCallTimeout | TimeoutError | RepeatingAnswer):
         return text
     if isinstance(exc, httpx.TimeoutException):
@@ -305,33 +209,27 @@ def describe_error(model: object, exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-ANSWER_TOKENS = MappingProxyType(
-    {"planner": 512, "executor": 1024, "adapter": 256, "summariser": 1024}
-)
-"""Each phase's longest answer from an Ollama model the loop built, unless `model_options`
-sets `num_predict`: Ollama lets a model write until its context is full, and a small model
-that repeats itself would hold a step for minutes."""
-
-
-GUARDED_PHASES = ("executor", "summariser")
-"""Phases whose long answers are cut off once they repeat themselves; a plan that loops
-still yields its first steps, and the adapter's answers are short."""
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether nothing listens where the call went: only a connection that never opened; a
+    reset or an abort mid-answer comes from a server that is running."""
+    return (
+        isinstance(exc, httpx.ConnectError | ConnectionRefusedError) or type(exc) is ConnectionError
+    )
 
 
 def for_phase(model: BaseChatModel, phase: str) -> BaseChatModel:
     """The copy of a model the loop built from a string that `phase` uses.
 
     The planner's has temperature 0 where it is unset (a plan should not change between
-    two runs of the same task); an Ollama model's answers are capped at `ANSWER_TOKENS`,
-    and the executor's and summariser's stop as soon as they repeat themselves.
+    two runs of the same task); an Ollama model's answers are capped per phase, and the
+    executor's and summariser's stop as soon as they repeat themselves.
     """
     update: dict[str, Any] = {}
     unset_temperature = getattr(model, "temperature", 0) is None
     if phase == "planner" and "temperature" in type(model).model_fields and unset_temperature:
         update["temperature"] = 0
     if is_ollama(model):
-        if getattr(model, "num_predict", 0) is None:
-            update["num_predict"] = ANSWER_TOKENS[phase]
-        if phase in GUARDED_PHASES and "stop_repeating" in type(model).model_fields:
-            update["stop_repeating"] = True
+        from agentloop_graph.ollama import phase_settings
+
+        update |= phase_settings(model, phase)
     return model.model_copy(update=update) if update else model

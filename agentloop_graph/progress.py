@@ -10,24 +10,29 @@ run has callback handlers, dispatched as a LangChain custom event (`on_custom_ev
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, NotRequired
+from typing import TYPE_CHECKING, Literal, NotRequired
 
 from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages.ai import UsageMetadata
 from langgraph.config import get_stream_writer
 from langgraph.types import StreamWriter
 from typing_extensions import TypedDict
 
-from agentloop_graph.budget import BudgetReport
-from agentloop_graph.state import RunStatus, StepStatus, Usage
+from agentloop_graph.budget import BudgetReport, Spending
+from agentloop_graph.plans import PlanFormat
+from agentloop_graph.state import RunStatus, StepStatus
+
+if TYPE_CHECKING:
+    from agentloop_graph.calls import NodeRun
 
 logger = logging.getLogger(__name__)
 
 RESULT_PREVIEW = 200
 SUMMARY_PREVIEW = 300
 
-
-PlanFormat = Literal["json", "text"]
+EndedBy = Literal["answer", "attempts", "adapter", "budget"]
+"""What ended a step: an answer (`completed`, `adapted`), its last failed attempt with no
+revision left, the adapter (its call failed, or it proposed no new approach), or a budget."""
 
 
 class PlanReady(TypedDict):
@@ -40,6 +45,9 @@ class PlanReady(TypedDict):
     """`json` when the model answered in the plan's JSON schema, else `text` (parsed list)."""
     dependencies: NotRequired[list[list[int]]]
     """Parallel runs: for each step, the steps it waits for."""
+    agents: NotRequired[list[str | None]]
+    """With a roster of agents: the agent of each step."""
+    spent: NotRequired[Spending]
 
 
 class PlanRevised(TypedDict):
@@ -56,6 +64,9 @@ class PlanRevised(TypedDict):
     """Parallel runs: the whole plan's dependencies."""
     renumbered: NotRequired[dict[int, int]]
     """Parallel runs: {old: new} for the ended steps moved to the front, else {}."""
+    agents: NotRequired[list[str | None]]
+    """With a roster of agents: the agent of each step of the whole plan."""
+    spent: NotRequired[Spending]
 
 
 class StepStarted(TypedDict):
@@ -65,6 +76,8 @@ class StepStarted(TypedDict):
     total: int
     description: str
     attempt: int
+    agent: str | None
+    spent: NotRequired[Spending]
 
 
 class StepFailed(TypedDict):
@@ -75,6 +88,8 @@ class StepFailed(TypedDict):
     description: str
     error: str
     attempt: int
+    agent: str | None
+    spent: NotRequired[Spending]
 
 
 class StepAdapted(TypedDict):
@@ -85,6 +100,7 @@ class StepAdapted(TypedDict):
     description: str
     error: str
     adaptation: str
+    spent: NotRequired[Spending]
 
 
 class StepComplete(TypedDict):
@@ -97,7 +113,13 @@ class StepComplete(TypedDict):
     status: StepStatus
     error: str | None
     """The step record's `error`: why it failed, or the failure an adaptation fixed."""
-    usage: Usage
+    usage: UsageMetadata
+    agent: str | None
+    ended_by: EndedBy
+    reason: str | None
+    """What ended a failed step: its last attempt's error, the adapter's, or `budget
+    exhausted: <which>`; None for a step that succeeded."""
+    spent: NotRequired[Spending]
 
 
 class TaskComplete(TypedDict):
@@ -109,23 +131,15 @@ class TaskComplete(TypedDict):
     answer: str | None
     """The final answer's first 300 characters, or None when there is none."""
     duration_ms: int
-    usage: Usage
+    usage: UsageMetadata
     budget: BudgetReport
     """The run's limits and what it spent."""
+    spent: NotRequired[Spending]
 
 
 ProgressEvent = (
     PlanReady | PlanRevised | StepStarted | StepFailed | StepAdapted | StepComplete | TaskComplete
 )
-
-
-def has_handlers(config: RunnableConfig) -> bool:
-    """Whether anyone listens to the run's callbacks (a tracer, `astream_events`, ...)."""
-    callbacks: Any = config.get("callbacks")
-    if callbacks is None:
-        return False
-    handlers = callbacks if isinstance(callbacks, list) else callbacks.handlers
-    return bool(handlers)
 
 
 def _write(writer: StreamWriter, event: ProgressEvent) -> None:
@@ -135,25 +149,28 @@ def _write(writer: StreamWriter, event: ProgressEvent) -> None:
         logger.warning("progress writer failed for %s", event["event"], exc_info=True)
 
 
-def emit(config: RunnableConfig, *events: ProgressEvent) -> None:
-    """Write `events` to the custom stream and, if anyone listens, as custom events."""
-    writer, listened = get_stream_writer(), has_handlers(config)
+def emit(run: NodeRun, *events: ProgressEvent) -> None:
+    """Write `events`, each with what the run has spent so far, to the custom stream and, if
+    anyone listens, as custom events."""
+    writer = get_stream_writer()
     for event in events:
+        event["spent"] = run.meter.spent()
         _write(writer, event)
-        if listened:
+        if run.listened:
             try:
-                dispatch_custom_event(event["event"], event, config=config)
+                dispatch_custom_event(event["event"], event, config=run.config)
             except Exception:
                 logger.warning("custom event dispatch failed for %s", event["event"], exc_info=True)
 
 
-async def aemit(config: RunnableConfig, *events: ProgressEvent) -> None:
+async def aemit(run: NodeRun, *events: ProgressEvent) -> None:
     """Async twin of `emit`."""
-    writer, listened = get_stream_writer(), has_handlers(config)
+    writer = get_stream_writer()
     for event in events:
+        event["spent"] = run.meter.spent()
         _write(writer, event)
-        if listened:
+        if run.listened:
             try:
-                await adispatch_custom_event(event["event"], event, config=config)
+                await adispatch_custom_event(event["event"], event, config=run.config)
             except Exception:
                 logger.warning("custom event dispatch failed for %s", event["event"], exc_info=True)

@@ -171,13 +171,6 @@ def build_prompts(system_prompt: object, templates: object) -> Prompts:
     return Prompts(**checked, system=system_prompt)
 
 
-PLAN_SCHEMA = {
-    "type": "object",
-    "properties": {"steps": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
-    "required": ["steps"],
-}
-"""The plan's shape, for models that can be held to a JSON schema."""
-
 RECENT_STEPS = 2
 """How many earlier step results the executor sees: the context stays bounded."""
 
@@ -200,14 +193,32 @@ DEPENDENCY_HINT = (
 )
 """Added to the planner's prompt in a parallel run (`parallel=True`)."""
 
+ROSTER_HINT = (
+    "\n\nThese agents do the steps:\n{roster}\n"
+    "Begin each step with the name of the agent that should do it, in brackets, as [{first}]."
+)
+"""Added to the planner's prompt when agents do the steps (`executors=`)."""
+
+
+def _hints(parallel: bool, roster: Sequence[tuple[str, str]]) -> str:
+    hints = DEPENDENCY_HINT if parallel else ""
+    if roster:
+        listed = "\n".join(f"- {name}: {description}" for name, description in roster)
+        hints += ROSTER_HINT.format(roster=listed, first=roster[0][0])
+    return hints
+
 
 def planner_prompt(
-    prompts: Prompts, task: str, max_steps: int, parallel: bool = False
+    prompts: Prompts,
+    task: str,
+    max_steps: int,
+    parallel: bool = False,
+    roster: Sequence[tuple[str, str]] = (),
 ) -> PromptInput:
     """Asks for a numbered plan of at most `max_steps` steps (saying, when they may run in
-    parallel, which steps each needs first)."""
+    parallel, which steps each needs first; with a roster, which agent does each)."""
     text = prompts.planner.format(task=task, max_steps=max_steps)
-    return prompts.model_input(text + DEPENDENCY_HINT if parallel else text)
+    return prompts.model_input(text + _hints(parallel, roster))
 
 
 def replanner_prompt(
@@ -217,6 +228,7 @@ def replanner_prompt(
     done: Sequence[StepRecord],
     max_steps: int,
     parallel: bool = False,
+    roster: Sequence[tuple[str, str]] = (),
 ) -> PromptInput:
     """Asks for the steps to replace the ones not yet started, given how the others ended."""
     ended = "\n".join(
@@ -224,7 +236,7 @@ def replanner_prompt(
     )
     remaining = "\n".join(f"{n}. {step}" for n, step in enumerate(plan, 1) if n > len(done))
     text = prompts.replanner.format(task=task, done=ended, remaining=remaining, max_steps=max_steps)
-    return prompts.model_input(text + DEPENDENCY_HINT if parallel else text)
+    return prompts.model_input(text + _hints(parallel, roster))
 
 
 def executor_prompt(
@@ -233,13 +245,11 @@ def executor_prompt(
     step: int,
     total: int,
     description: str,
-    done: Sequence[StepRecord],
-    quoted: int = RECENT_STEPS,
+    quoted: Sequence[StepRecord],
 ) -> PromptInput:
-    """One attempt at a step, quoting the last `quoted` results of `done` (in a parallel
-    run, `done` is the steps it waits for, all quoted)."""
-    recent = done[-quoted:] if quoted else []
-    lines = [f"Step {r['step_num']}: {_outcome(r, RESULT_EXCERPT)}" for r in recent] or [
+    """One attempt at a step, quoting the results of earlier steps: the last few, or in a
+    parallel run those of the steps it waits for."""
+    lines = [f"Step {r['step_num']}: {_outcome(r, RESULT_EXCERPT)}" for r in quoted] or [
         "(none yet)"
     ]
     text = prompts.executor.format(

@@ -1,14 +1,27 @@
-"""State, input and output schemas of the agent loop graph."""
+"""State, input and output schemas of the agent loop graph.
+
+A run's progress is one `Cursor`: the run's bookkeeping, its spending, and the progress of each
+step begun and not ended (`open`, keyed by step number: one entry at most in a sequential run,
+one per running step in a parallel one). Nodes write it as `CursorUpdate`s that its reducer
+folds in, so steps running at once can all write it in one superstep.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, NotRequired, TypeVar
+from typing import Annotated, Any, Literal, NotRequired, TypeVar, cast
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, convert_to_messages
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    convert_to_messages,
+)
+from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.channels import DeltaChannel
 from langgraph.graph.message import add_messages
-from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 from agentloop_graph.budget import Spent
@@ -18,51 +31,6 @@ T = TypeVar("T")
 
 RunStatus = Literal["completed", "partial", "failed", "cancelled"]
 StepStatus = Literal["completed", "adapted", "failed"]
-
-
-class Usage(TypedDict):
-    """Tokens spent, from the models' usage metadata (0 where a model reports none)."""
-
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-
-
-def no_usage() -> Usage:
-    """Zero tokens."""
-    return {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
-
-
-def add_usage(total: Usage, replies: Sequence[AIMessage]) -> Usage:
-    """`total` plus the usage the `replies` report."""
-    spent = total
-    for reply in replies:
-        if meta := reply.usage_metadata:
-            spent = {
-                "input_tokens": spent["input_tokens"] + meta["input_tokens"],
-                "output_tokens": spent["output_tokens"] + meta["output_tokens"],
-                "total_tokens": spent["total_tokens"] + meta["total_tokens"],
-            }
-    return spent
-
-
-def combined(usage: Usage, more: Usage, sign: int = 1) -> Usage:
-    """`usage` plus `more` (minus, with `sign=-1`)."""
-    return {
-        "input_tokens": usage["input_tokens"] + sign * more["input_tokens"],
-        "output_tokens": usage["output_tokens"] + sign * more["output_tokens"],
-        "total_tokens": usage["total_tokens"] + sign * more["total_tokens"],
-    }
-
-
-def append_steps(steps: list[StepRecord], writes: Sequence[list[StepRecord]]) -> list[StepRecord]:
-    """Reducer of `steps`: each write appends records (reset with `Overwrite([])`)."""
-    return [*steps, *(record for write in writes for record in write)]
-
-
-def latest(value: T, writes: Sequence[T]) -> T:
-    """Reducer of `task` and `plan`: the latest write replaces the value."""
-    return writes[-1] if writes else value
 
 
 class StepRecord(TypedDict):
@@ -90,90 +58,115 @@ class StepRecord(TypedDict):
     reasoning: str | None
     """What a reasoning model thought before its answer (`<think>` blocks or reasoning
     content), kept out of `result`; None when it said nothing of the kind."""
-    usage: Usage
+    usage: UsageMetadata
     """Tokens of every model call of the step, adapter calls included."""
+    agent: str | None
+    """The agent that did the step (`executor=`/`executors=`); None for the built-in one."""
 
 
-class OpenStep(TypedDict):
-    """Progress on the open step: reset when the step ends."""
+class StepProgress(TypedDict):
+    """A step begun and not yet ended."""
 
     attempt: int
-    """Executor attempts made so far for the open step."""
-    step_started_at: float | None
-    """Epoch seconds when the open step's first attempt began."""
+    """Executor attempts made so far."""
+    started_at: float
+    """Epoch seconds when its first attempt began."""
     description: str | None
-    """Revised text to attempt next for the open step, or None for the planned text."""
+    """Revised text to attempt next, or None for the planned text."""
     error: str | None
-    """The open step's last failure, or None."""
+    """The last failure, or None."""
     first_error: str | None
-    """The open step's first failure, or None: the root cause, kept when later attempts
-    fail differently."""
+    """The first failure: the root cause, kept when later attempts fail differently."""
     revisions: list[str]
-    """The revised step texts the adapter proposed for the open step."""
+    """The revised step texts the adapter proposed."""
     needs_adaptation: bool
     """The last attempt failed and the adapter may still revise the step."""
-    step_usage: Usage
-    """Tokens spent on the open step so far."""
+    usage: UsageMetadata
+    """Tokens spent on the step so far."""
 
 
-class Cursor(OpenStep):
-    """Where the run is: the open step's attempts and the run's bookkeeping."""
+class Cursor(TypedDict):
+    """Where the run is: its bookkeeping, its spending and its open steps."""
 
     started_at: float
     """Epoch seconds when planning began."""
     planned: int
     """Steps in the plan before it was cut to `max_steps`."""
     approved: bool
-    """Whether the plan may run: approved by a person, or no approval asked."""
-    run_usage: Usage
-    """Tokens spent by the run so far."""
-    model_calls: int
-    """Model calls the run has made so far (each retry counts)."""
-    stopped: Spent | None
-    """The budget that stopped the run, or None."""
+    """Whether the current plan may run: approved by a person, or no approval asked."""
+    max_parallel: int
+    """Steps that may run at once in a parallel run, 0 in a sequential one (fixed when the
+    plan is made)."""
+    agents: list[str | None]
+    """The agent of each planned step (None: the built-in executor)."""
     replans: int
     """Replans made so far (`max_replans` bounds them)."""
     replan_reason: str | None
-    """The failure of the step that just ended, while the planner is to revise the steps
-    not yet started; None otherwise."""
-    max_parallel: int
-    """Steps that may run at once in a parallel run (`parallel=True`), 0 in a sequential one:
-    fixed when the plan is made."""
+    """The failure that calls for a replan, while the planner is to revise the steps not yet
+    started; None otherwise."""
     failed_seen: int
     """Parallel runs: failed steps already weighed for a replan."""
-
-
-class Spending(TypedDict):
-    """What the steps of a parallel run have spent beyond the cursor's counts: each step
-    adds its own, as steps running at once cannot all write the cursor."""
-
-    model_calls: int
-    usage: Usage
     stopped: Spent | None
-    """The budget a step found spent, or None."""
+    """The budget that stopped the run, or None."""
+    model_calls: int
+    """Model calls the run has made (each retry counts)."""
+    usage: UsageMetadata
+    """Tokens the run has spent."""
+    open: dict[str, StepProgress]
+    """The steps begun and not ended, by step number."""
 
 
-def no_spending() -> Spending:
-    """Nothing spent."""
-    return {"model_calls": 0, "usage": no_usage(), "stopped": None}
+class CursorUpdate(TypedDict, total=False):
+    """What a node writes to the cursor: `model_calls` and `usage` are added to the run's,
+    `open` entries replace the steps' (None: the step ended), the first `stopped` stays, and
+    every other field replaces the cursor's."""
+
+    approved: bool
+    planned: int
+    agents: list[str | None]
+    replans: int
+    replan_reason: str | None
+    failed_seen: int
+    stopped: Spent | None
+    model_calls: int
+    usage: UsageMetadata
+    open: dict[str, StepProgress | None]
 
 
-def add_spending(total: Spending, more: Spending) -> Spending:
-    """Reducer of `spending`: counts add up; the first spent budget stays."""
-    start: Spending = {**no_spending(), **total}  # LangGraph starts the channel as {}
-    return {
-        "model_calls": start["model_calls"] + more["model_calls"],
-        "usage": combined(start["usage"], more["usage"]),
-        "stopped": start["stopped"] or more["stopped"],
-    }
+def advance(cursor: Cursor | None, update: CursorUpdate) -> Cursor:
+    """Reducer of `cursor`: fold one node's update into it (a new run's cursor is written with
+    `Overwrite`)."""
+    if not cursor:  # LangGraph starts the channel empty
+        return cast(Cursor, update)
+    merged: dict[str, Any] = {**cursor, **update}
+    if "model_calls" in update:
+        merged["model_calls"] = cursor["model_calls"] + update["model_calls"]
+    if "usage" in update:
+        merged["usage"] = add_usage(cursor["usage"], update["usage"])
+    if "stopped" in update:
+        merged["stopped"] = cursor["stopped"] or update["stopped"]
+    if "open" in update:
+        steps = {**cursor["open"], **update["open"]}
+        merged["open"] = {step: entry for step, entry in steps.items() if entry is not None}
+    return cast(Cursor, merged)
 
 
-def merge_open_steps(
-    steps: dict[str, OpenStep], more: dict[str, OpenStep | None]
-) -> dict[str, OpenStep]:
-    """Reducer of `open_steps`: each step writes its own entry, None once it has ended."""
-    merged = {**steps, **more}
-    return {step: entry for step, entry in merged.items() if entry is not None}
+def append_steps(steps: list[StepRecord], writes: Sequence[list[StepRecord]]) -> list[StepRecord]:
+    """Reducer of `steps`: each write appends records (reset with `Overwrite([])`)."""
+    return [*steps, *(record for write in writes for record in write)]
+
+
+def latest(value: T, writes: Sequence[T]) -> T:
+    """Reducer of `task` and `plan`: the latest write replaces the value."""
+    return writes[-1] if writes else value
+
+
+def append_messages(messages: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
+    """Reducer of `messages`: `add_messages`, write by write (every message written has an
+    id, so replaying the writes gives the same list)."""
+    for write in writes:
+        messages = cast(list[AnyMessage], add_messages(cast(Any, messages), write))
+    return messages
 
 
 Task = Annotated[str, DeltaChannel(latest)]
@@ -182,6 +175,8 @@ Plan = Annotated[list[str], DeltaChannel(latest)]
 """Stored as deltas: a checkpoint does not copy the plan again."""
 Steps = Annotated[list["StepRecord"], DeltaChannel(append_steps)]
 """Stored as deltas: a checkpoint does not rewrite every earlier step."""
+Messages = Annotated[list[AnyMessage], DeltaChannel(append_messages)]
+"""Stored as deltas: a reused thread's checkpoints do not copy its whole history again."""
 
 
 class InputState(TypedDict):
@@ -189,7 +184,7 @@ class InputState(TypedDict):
 
     task: NotRequired[Task]
     """The task to plan and execute."""
-    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
+    messages: NotRequired[Messages]
     """Conversation; its last human message is the task when `task` is not given."""
 
 
@@ -213,9 +208,9 @@ class OutputState(TypedDict):
     """`completed`, `partial`, `failed`, or `cancelled` (plan rejected at approval)."""
     total_duration_ms: int | None
     """Wall time of the whole run."""
-    usage: Usage | None
+    usage: UsageMetadata | None
     """Tokens of every model call of the run."""
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
     """Input messages with an AI message carrying the answer or summary appended."""
     dependencies: NotRequired[list[list[int]]]
     """Parallel runs: for each planned step, the steps it waits for (1-based)."""
@@ -224,21 +219,17 @@ class OutputState(TypedDict):
 class AgentLoopState(OutputState):
     """The graph's full state: the output keys plus the run's cursor."""
 
-    cursor: NotRequired[Cursor]
-    """Progress through the plan, written by the planner; internal to the loop."""
-    open_steps: NotRequired[Annotated[dict[str, OpenStep], merge_open_steps]]
-    """Parallel runs: the steps begun and not ended, by step number."""
-    spending: NotRequired[Annotated[Spending, add_spending]]
-    """Parallel runs: what the steps have spent."""
+    cursor: NotRequired[Annotated[Cursor, advance]]
+    """Progress through the plan, started by the planner; internal to the loop."""
 
 
-# What each node reads (its router reads the same). A node reads only these channels,
-# not the whole state: every channel read costs on every node execution.
+# What each node reads (its router reads the same). A node reads only these channels, not
+# the whole state: every channel read costs on every node execution.
 
 
 class PlannerInput(TypedDict):
-    """The planner's view (and, for its router, the plan it wrote and, in a parallel run,
-    what its first wave needs); the run so far when it revises the plan."""
+    """The planner's view (and its router's: the plan it wrote, what a first wave needs); the
+    run so far when it revises the plan."""
 
     task: Task
     plan: Plan
@@ -247,13 +238,11 @@ class PlannerInput(TypedDict):
     cursor: NotRequired[Cursor]
     status: NotRequired[RunStatus | None]
     dependencies: NotRequired[list[list[int]]]
-    open_steps: NotRequired[dict[str, OpenStep]]
-    spending: NotRequired[Spending]
 
 
 class StepInput(TypedDict):
-    """The executor's and the adapter's view (and their routers'). In a parallel run a
-    step's attempt gets a `Branch` instead."""
+    """The executor's and the adapter's view (and their routers'); a step of a parallel run
+    gets a `Branch` instead."""
 
     task_id: str
     task: Task
@@ -262,17 +251,13 @@ class StepInput(TypedDict):
     cursor: Cursor
     status: RunStatus | None
     dependencies: NotRequired[list[list[int]]]
-    open_steps: NotRequired[dict[str, OpenStep]]
-    spending: NotRequired[Spending]
 
 
 class Branch(StepInput):
     """One step of a parallel run, as LangGraph `Send`s it to the executor or adapter: the
-    step's own progress in `cursor`, the run's counts brought up to date, `steps` empty."""
+    run's view, `steps` holding the records of the steps it waits for."""
 
     step: int
-    after: list[StepRecord]
-    """The records of the steps it waits for."""
 
 
 class SummariserInput(StepInput):
@@ -281,57 +266,65 @@ class SummariserInput(StepInput):
     summary: str | None
 
 
-def new_run(task_id: str, cursor: Cursor) -> dict[str, Any]:
-    """The update that starts a run: every output key but the input's `task` set afresh
-    (so a new task on a thread starts from a clean slate), the plan empty until one is
-    made."""
+def no_usage() -> UsageMetadata:
+    """Zero tokens."""
+    return {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+
+
+def usage_of(replies: Sequence[AIMessage]) -> UsageMetadata:
+    """The tokens `replies` report."""
+    total = no_usage()
+    for reply in replies:
+        if reply.usage_metadata:
+            total = add_usage(total, reply.usage_metadata)
+    return total
+
+
+def new_cursor(*, approved: bool, started_at: float) -> Cursor:
+    """The cursor of a new run, before its plan."""
     return {
-        "task_id": task_id,
-        "plan": [],
-        "steps": Overwrite([]),
-        "summary": None,
-        "answer": None,
-        "status": None,
-        "total_duration_ms": None,
-        "usage": None,
-        "cursor": cursor,
+        "started_at": started_at,
+        "planned": 0,
+        "approved": approved,
+        "max_parallel": 0,
+        "agents": [],
+        "replans": 0,
+        "replan_reason": None,
+        "failed_seen": 0,
+        "stopped": None,
+        "model_calls": 0,
+        "usage": no_usage(),
+        "open": {},
     }
 
 
-def no_open_step() -> OpenStep:
-    """An open step before its first attempt."""
+def open_step(state: StepInput) -> int:
+    """The 1-based number of the step a node works on: the one a parallel run's `Branch`
+    names, else the one after the ended ones."""
+    step = cast(Mapping[str, Any], state).get("step")
+    return int(step) if step else len(state["steps"]) + 1
+
+
+def progress_of(state: StepInput, started_at: float) -> StepProgress:
+    """The open step's progress (a fresh one before its first attempt)."""
+    found = state["cursor"]["open"].get(str(open_step(state)))
+    if found is not None:
+        return found
     return {
         "attempt": 0,
-        "step_started_at": None,
+        "started_at": started_at,
         "description": None,
         "error": None,
         "first_error": None,
         "revisions": [],
         "needs_adaptation": False,
-        "step_usage": no_usage(),
+        "usage": no_usage(),
     }
 
 
-def new_cursor(*, approved: bool, started_at: float) -> Cursor:
-    """The cursor of a new run, before its first step."""
-    return {
-        **no_open_step(),
-        "started_at": started_at,
-        "planned": 0,
-        "approved": approved,
-        "run_usage": no_usage(),
-        "model_calls": 0,
-        "stopped": None,
-        "replans": 0,
-        "replan_reason": None,
-        "max_parallel": 0,
-        "failed_seen": 0,
-    }
-
-
-def next_cursor(cursor: Cursor) -> Cursor:
-    """The cursor for the step after the one `cursor` was on."""
-    return {**cursor, **no_open_step()}
+def with_id(message: BaseMessage) -> BaseMessage:
+    """`message` with an id, so that replaying the writes of `messages` gives the same list."""
+    return message if message.id else message.model_copy(update={"id": str(uuid.uuid4())})
 
 
 def loop_input(value: object) -> dict[str, Any]:
@@ -367,5 +360,5 @@ def loop_input(value: object) -> dict[str, Any]:
         raise ValueError("task is empty: describe what the loop should do")
     cleaned: dict[str, Any] = {"task": storable(task.strip())}
     if messages:
-        cleaned["messages"] = [storable_message(m) for m in convert_to_messages(messages)]
+        cleaned["messages"] = [with_id(storable_message(m)) for m in convert_to_messages(messages)]
     return cleaned

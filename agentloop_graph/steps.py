@@ -1,18 +1,23 @@
-"""What the executor and the adapter share: failures, token counts, the end of a step."""
+"""What the executor and the adapter share: failures, and the end of a step."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from typing import Any
 
-from langchain_core.messages import AIMessage
-
-from agentloop_graph.budget import BudgetExhausted, Meter
-from agentloop_graph.calls import StepTimeout
+from agentloop_graph.budget import BudgetExhausted, Spent
+from agentloop_graph.calls import NodeRun, StepTimeout
 from agentloop_graph.models import describe_error
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap
-from agentloop_graph.progress import RESULT_PREVIEW, StepComplete
-from agentloop_graph.state import Cursor, StepInput, StepRecord, StepStatus, add_usage, next_cursor
+from agentloop_graph.progress import RESULT_PREVIEW, EndedBy, StepComplete
+from agentloop_graph.state import (
+    CursorUpdate,
+    StepInput,
+    StepProgress,
+    StepRecord,
+    StepStatus,
+    open_step,
+)
 
 ALSO_FAILED = "; Adaptation also failed: "
 
@@ -34,62 +39,56 @@ def failure_text(model: object, step_timeout: float | None, exc: Exception) -> s
     return cap(describe_error(model, exc), MAX_TEXT_CHARS)
 
 
-def spend(cursor: Cursor, replies: list[AIMessage], meter: Meter) -> Cursor:
-    """`cursor` with the tokens of `replies` added to the open step's and the run's, and
-    the model calls `meter` counted."""
-    return {
-        **cursor,
-        "step_usage": add_usage(cursor["step_usage"], replies),
-        "run_usage": add_usage(cursor["run_usage"], replies),
-        "model_calls": meter.model_calls,
-    }
-
-
-def open_step(state: StepInput) -> int:
-    """The 1-based number of the step being worked on (a parallel run's branch names it)."""
-    named: Mapping[str, object] = state
-    step = named.get("step")
-    return step if isinstance(step, int) else len(state["steps"]) + 1
+def agent_of(state: StepInput) -> str | None:
+    """The agent the open step is for (None: the built-in executor)."""
+    agents = state["cursor"]["agents"]
+    step = open_step(state)
+    return agents[step - 1] if step <= len(agents) else None
 
 
 def end_step(
     state: StepInput,
-    cursor: Cursor,
+    run: NodeRun,
+    progress: StepProgress,
     *,
-    status: StepStatus,
-    result: str,
-    error: str | None,
-    attempts: int,
-    started_at: float,
+    result: str = "",
+    reason: str | None = None,
+    ended_by: EndedBy = "answer",
     reasoning: str | None = None,
+    stopped: Spent | None = None,
     root_cause: bool = True,
-    max_replans: int = 0,
-) -> tuple[dict[str, object], StepComplete]:
-    """The update that records how the open step ended and moves on, and its event.
+) -> tuple[dict[str, Any], StepComplete]:
+    """The update that records how the open step ended, and its event.
 
-    `cursor` is the open step's, its token counts brought up to date. A failed step's
-    `error` keeps the step's first failure beside the last (`root_cause`), unless the last
-    says all there is to say (a spent budget, no new approach). A failed step with steps
-    after it sends the run to the planner while it has replans left (`max_replans`).
+    A step that got an answer (`result`) is `completed`, or `adapted` after a revision; one
+    that failed keeps its first failure beside the one that ended it (`reason`), unless that
+    says all there is to say (`root_cause=False`: a spent budget, no new approach). A failed
+    step with steps after it sends a sequential run to the planner while replans are left; a
+    step the budget refused (`stopped`) stops the run.
     """
-    step = open_step(state)
-    first = cursor["first_error"]
-    if status == "failed" and root_cause and first is not None and error not in (None, first):
-        # The root cause stays beside the last failure, as the original loop kept both.
-        half = (MAX_TEXT_CHARS - len(ALSO_FAILED)) // 2
-        error = f"{cap(first, half)}{ALSO_FAILED}{cap(error, half)}"
+    step, cursor, settings = open_step(state), state["cursor"], run.settings
+    error = progress["error"]
+    status: StepStatus = "adapted" if progress["description"] else "completed"
+    if ended_by != "answer":
+        status, error = "failed", reason
+        first = progress["first_error"]
+        if root_cause and first is not None and reason not in (None, first):
+            # The root cause stays beside the last failure, as the original loop kept both.
+            half = (MAX_TEXT_CHARS - len(ALSO_FAILED)) // 2
+            error = f"{cap(first, half)}{ALSO_FAILED}{cap(reason or '', half)}"
     record: StepRecord = {
         "step_num": step,
         "description": state["plan"][step - 1],
         "result": result,
         "status": status,
-        "duration_ms": int((time.time() - started_at) * 1000),
-        "started_ms": int((started_at - cursor["started_at"]) * 1000),
-        "attempts": attempts,
+        "duration_ms": int((time.time() - progress["started_at"]) * 1000),
+        "started_ms": int((progress["started_at"] - cursor["started_at"]) * 1000),
+        "attempts": progress["attempt"],
         "error": error,
-        "adaptation": cursor["description"],
+        "adaptation": progress["description"],
         "reasoning": reasoning,
-        "usage": cursor["step_usage"],
+        "usage": progress["usage"],
+        "agent": agent_of(state),
     }
     event: StepComplete = {
         "event": "agentic.step_complete",
@@ -100,14 +99,19 @@ def end_step(
         "result": result[:RESULT_PREVIEW],
         "status": status,
         "error": error,
-        "usage": cursor["step_usage"],
+        "usage": progress["usage"],
+        "agent": record["agent"],
+        "ended_by": ended_by,
+        "reason": reason if status == "failed" else None,
     }
-    after = next_cursor(cursor)
-    if (
+    update: CursorUpdate = {**run.counted(), "open": {str(step): None}}
+    if stopped is not None:
+        update["stopped"] = stopped
+    elif (
         status == "failed"
-        and cursor["stopped"] is None
-        and cursor["replans"] < max_replans
+        and not cursor["max_parallel"]
+        and cursor["replans"] < settings.max_replans
         and step < len(state["plan"])
     ):
-        after["replan_reason"] = error
-    return {"steps": [record], "cursor": after}, event
+        update["replan_reason"] = error
+    return {"steps": [record], "cursor": update}, event

@@ -8,18 +8,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages.ai import add_usage
 from langgraph.types import Overwrite
 
-from agentloop_graph.budget import BudgetExhausted, Meter, report
-from agentloop_graph.calls import ModelRequest, acall_model, call_model
+from agentloop_graph.budget import BudgetExhausted, report
+from agentloop_graph.calls import ModelRequest, NodeRun, acall_model, call_model
 from agentloop_graph.context import Settings
-from agentloop_graph.dependencies import in_sequence
-from agentloop_graph.parallel import settled
 from agentloop_graph.parsing import MAX_RESULT_CHARS, MAX_TEXT_CHARS, cap, clean_answer
+from agentloop_graph.plans import in_sequence
 from agentloop_graph.progress import SUMMARY_PREVIEW, TaskComplete, aemit, emit
 from agentloop_graph.prompts import summariser_prompt
-from agentloop_graph.state import RunStatus, StepRecord, SummariserInput, add_usage
+from agentloop_graph.state import RunStatus, StepRecord, SummariserInput
 
 logger = logging.getLogger(__name__)
 
@@ -64,26 +63,22 @@ def _request(state: SummariserInput, settings: Settings) -> ModelRequest | None:
     if not (settings.summarise_with_model and state["steps"]):
         return None
     return ModelRequest(
+        "summariser",
         settings.models.summariser,
         summariser_prompt(settings.prompts, state["task"], state["steps"]),
-        "summariser",
         {"task_id": state["task_id"]},
-        Meter.of(state["cursor"]),
     )
 
 
 def _apply(
-    state: SummariserInput,
-    settings: Settings,
-    request: ModelRequest | None,
-    reply: AIMessage | Exception | None,
-    reordered: bool,
+    state: SummariserInput, run: NodeRun, reply: AIMessage | Exception | None, reordered: bool
 ) -> tuple[dict[str, Any], TaskComplete]:
     """The update that closes the run, and its last event; the steps of a parallel run
     rewritten in plan order if they ended in another (`reordered`)."""
+    settings = run.settings
     summary, status = _outcome(state)
     cursor = state["cursor"]
-    usage = cursor["run_usage"]
+    usage = add_usage(cursor["usage"], run.usage)
     answer: str | None = None
     stopped = cursor["stopped"]
     if isinstance(reply, BudgetExhausted):
@@ -92,10 +87,8 @@ def _apply(
         logger.warning("the final answer could not be written", exc_info=reply)
     elif reply is not None:
         answer = cap(clean_answer(reply.text), MAX_RESULT_CHARS) or None
-        usage = add_usage(usage, [reply])
     if stopped is not None:
         summary += f" Stopped: {stopped} budget spent."
-    meter = request.meter if request is not None else Meter.of(cursor)
     duration_ms = int((time.time() - cursor["started_at"]) * 1000)
     event: TaskComplete = {
         "event": "agentic.task_complete",
@@ -106,7 +99,7 @@ def _apply(
         "answer": None if answer is None else answer[:SUMMARY_PREVIEW],
         "duration_ms": duration_ms,
         "usage": usage,
-        "budget": report(settings.budget, meter),
+        "budget": report(settings.budget, run.meter),
     }
     update: dict[str, Any] = {
         "summary": summary,
@@ -114,12 +107,11 @@ def _apply(
         "answer": answer,
         "total_duration_ms": duration_ms,
         "usage": usage,
-        "messages": [AIMessage(answer or summary)],
+        "messages": [AIMessage(answer or summary, id=f"{state['task_id']}-answer")],
     }
-    if cursor["max_parallel"]:
-        if reordered:
-            update["steps"] = Overwrite(state["steps"])  # in plan order, as `_joined` made them
-    elif settings.parallel or "dependencies" in state:
+    if reordered:
+        update["steps"] = Overwrite(state["steps"])  # in plan order, as `_in_plan_order` made them
+    if not cursor["max_parallel"] and (settings.parallel or "dependencies" in state):
         # A parallel run whose planning failed, or a sequential run after a parallel one
         # on its thread: its steps ran one after another, and the earlier run's lists
         # must not stay.
@@ -127,33 +119,31 @@ def _apply(
     return update, event
 
 
-def _joined(state: SummariserInput) -> tuple[SummariserInput, bool]:
-    """The run as one cursor and its steps in plan order, however parallel steps ended;
-    whether that order differs from the order they ended in."""
+def _in_plan_order(state: SummariserInput) -> tuple[SummariserInput, bool]:
+    """The run with its steps in plan order, however parallel steps ended; whether that
+    order differs from the order they ended in."""
     if not state["cursor"]["max_parallel"]:
         return state, False
     steps = sorted(state["steps"], key=lambda record: record["step_num"])
     reordered = any(a is not b for a, b in zip(steps, state["steps"], strict=True))
-    return {**state, "cursor": settled(state), "steps": steps}, reordered
+    return {**state, "steps": steps}, reordered
 
 
-def summarise(state: SummariserInput, config: RunnableConfig, settings: Settings) -> dict[str, Any]:
+def summarise(state: SummariserInput, run: NodeRun) -> dict[str, Any]:
     """Close the run: summary, status, answer, duration, the final AI message."""
-    state, reordered = _joined(state)
-    request = _request(state, settings)
-    reply = None if request is None else call_model(request, config, settings)
-    update, event = _apply(state, settings, request, reply, reordered)
-    emit(config, event)
+    state, reordered = _in_plan_order(state)
+    request = _request(state, run.settings)
+    reply = None if request is None else call_model(request, run)
+    update, event = _apply(state, run, reply, reordered)
+    emit(run, event)
     return update
 
 
-async def asummarise(
-    state: SummariserInput, config: RunnableConfig, settings: Settings
-) -> dict[str, Any]:
+async def asummarise(state: SummariserInput, run: NodeRun) -> dict[str, Any]:
     """Async twin of `summarise`."""
-    state, reordered = _joined(state)
-    request = _request(state, settings)
-    reply = None if request is None else await acall_model(request, config, settings)
-    update, event = _apply(state, settings, request, reply, reordered)
-    await aemit(config, event)
+    state, reordered = _in_plan_order(state)
+    request = _request(state, run.settings)
+    reply = None if request is None else await acall_model(request, run)
+    update, event = _apply(state, run, reply, reordered)
+    await aemit(run, event)
     return update

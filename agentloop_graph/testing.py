@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -32,11 +32,21 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import PrivateAttr
+from pydantic import BaseModel, PrivateAttr
 
-Response = Union[str, AIMessage, BaseException, "Slow", Callable[["ModelCall"], "Response"]]
-"""A scripted answer: text, a message (e.g. with `tool_calls`), an exception to raise,
-`Slow(seconds, answer)`, or a function of the call that returns one of those."""
+Response = Union[
+    str,
+    AIMessage,
+    dict[str, Any],
+    BaseModel,
+    BaseException,
+    "Slow",
+    Callable[["ModelCall"], "Response"],
+]
+"""A scripted answer: text, a message (e.g. with `tool_calls`), a structured answer (a dict
+or a pydantic object, for a call held to a schema with `with_structured_output`), an
+exception to raise, `Slow(seconds, answer)`, or a function of the call that returns one of
+those."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,10 @@ class ModelCall:
     tools: list[str]
     """Names of the tools bound for the call."""
     is_async: bool
+    tool_schemas: list[dict[str, Any]] = field(default_factory=list)
+    """The bound tools as OpenAI tool schemas (a structured call's schema among them)."""
+    max_tokens: int | None = None
+    """The answer cap the call asked for, if any."""
 
     @property
     def prompt(self) -> str:
@@ -88,6 +102,12 @@ class ScriptedChatModel(BaseChatModel):
             (each node consumes its own list, or is answered by its own function; the key
             `None` answers calls from any other node).
         latency: Seconds to wait before answering (asyncio sleep under async calls).
+        report_usage: Report each answer's tokens as a model does (about four characters a
+            token, input and output), so budgets and `usage` see them.
+        max_tokens: Cap each text answer at this many tokens (four characters each), as a
+            model that honours an answer cap does; the loop sets it per call under a token
+            budget.
+        record_calls: Keep every call in `calls` (a long-lived model, as a server's, may not).
 
     Example:
         >>> from agentloop_graph import create_agent_loop
@@ -100,6 +120,9 @@ class ScriptedChatModel(BaseChatModel):
 
     responses: Any = ()
     latency: float = 0.0
+    report_usage: bool = False
+    max_tokens: int | None = None
+    record_calls: bool = True
     _scripts: dict[str | None, Script] = PrivateAttr(default_factory=dict)
     _calls: list[ModelCall] = PrivateAttr(default_factory=list)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -136,7 +159,8 @@ class ScriptedChatModel(BaseChatModel):
     def _next(self, call: ModelCall) -> tuple[float, AIMessage | BaseException]:
         """Record `call`; the delay before its answer, and the answer."""
         with self._lock:
-            self._calls.append(call)
+            if self.record_calls:
+                self._calls.append(call)
             script = self._scripts.get(call.node if call.node in self._scripts else None)
             if isinstance(script, deque) and script:
                 response: Response = script.popleft()
@@ -147,14 +171,40 @@ class ScriptedChatModel(BaseChatModel):
                     f"no scripted response left for call {len(self._calls)} (node {call.node!r})"
                 )
         delay = self.latency
-        while not isinstance(response, str | AIMessage | BaseException):
+        while not isinstance(response, str | AIMessage | dict | BaseModel | BaseException):
             if isinstance(response, Slow):
                 delay, response = delay + response.seconds, response.response
             else:
                 response = response(call)
-        if isinstance(response, str):
+        if isinstance(response, BaseException):
+            return delay, response
+        return delay, self._message(call, response)
+
+    def _message(
+        self, call: ModelCall, response: str | AIMessage | dict[str, Any] | BaseModel
+    ) -> AIMessage:
+        """`response` as the model's message: a structured answer as a call of the schema's
+        tool, text cut at the call's answer cap, usage reported if asked for."""
+        if isinstance(response, BaseModel) and not isinstance(response, AIMessage):
+            response = response.model_dump()
+        if isinstance(response, dict):
+            name = call.tools[0] if call.tools else "answer"
+            tool_call = {"name": name, "args": response, "id": f"call_{len(self._calls)}"}
+            response = AIMessage("", tool_calls=[tool_call])
+        elif isinstance(response, str):
             response = AIMessage(response)
-        return delay, response
+        if call.max_tokens is not None and len(response.text) > 4 * call.max_tokens:
+            response = response.model_copy(update={"content": response.text[: 4 * call.max_tokens]})
+        if self.report_usage and response.usage_metadata is None:
+            spent_in = sum(_tokens(m.text) for m in call.messages)
+            spent_out = _tokens(response.text) + _tokens(str(response.tool_calls or ""))
+            usage = {
+                "input_tokens": spent_in,
+                "output_tokens": spent_out,
+                "total_tokens": spent_in + spent_out,
+            }
+            response = response.model_copy(update={"usage_metadata": usage})
+        return response
 
     def _call(
         self, messages: list[BaseMessage], run_manager: Any, kwargs: Any, is_async: bool
@@ -162,8 +212,11 @@ class ScriptedChatModel(BaseChatModel):
         # LangChain streams without handing `_stream` the run manager; the run's config,
         # which LangGraph sets for each node, carries the same metadata.
         metadata = getattr(run_manager, "metadata", None) or ensure_config().get("metadata", {})
-        tools = [tool["function"]["name"] for tool in kwargs.get("tools", ())]
-        return ModelCall(list(messages), metadata.get("langgraph_node"), tools, is_async)
+        schemas = list(kwargs.get("tools", ()))
+        tools = [tool["function"]["name"] for tool in schemas]
+        cap = kwargs.get("max_tokens", self.max_tokens)
+        node = metadata.get("langgraph_node")
+        return ModelCall(list(messages), node, tools, is_async, schemas, cap)
 
     def _generate(
         self,
@@ -213,6 +266,11 @@ class ScriptedChatModel(BaseChatModel):
             await asyncio.sleep(delay)
         for chunk in _chunks(_raise_or(response)):
             yield chunk
+
+
+def _tokens(text: str) -> int:
+    # About four characters a token, as for English text with most tokenizers.
+    return max(1, len(text) // 4)
 
 
 def _raise_or(response: AIMessage | BaseException) -> AIMessage:

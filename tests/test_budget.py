@@ -118,10 +118,10 @@ def test_budget_per_run_through_context_and_reported(run: Run) -> None:
     assert [s["status"] for s in out["steps"]] == ["completed", "failed"]
     full = run(graph, {"task": "t"})
     assert full["status"] == "completed"
-    event = complete_event(graph, {"task": "t"}, context=Context(budget=Budget(max_tokens=25)))
+    event = complete_event(graph, {"task": "t"}, context=Context(budget=Budget(max_model_calls=3)))
     assert event["budget"]["limits"] == {
-        "max_model_calls": None,
-        "max_tokens": 25,
+        "max_model_calls": 3,
+        "max_tokens": None,
         "max_seconds": None,
     }
     spent = event["budget"]["spent"]

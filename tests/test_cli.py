@@ -878,15 +878,15 @@ def test_max_seconds_stops_a_slow_run(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = _two_steps()
-    model.latency = 0.3
+    model.latency = 0.25  # the plan and step 1 fit; step 2's call is cut off at the deadline
     _use_model(monkeypatch, model)
 
-    assert cli.main(["run", "two things", "--max-seconds", "0.5"]) == 2
+    assert cli.main(["run", "two things", "--max-seconds", "0.7"]) == 2
 
     out = capsys.readouterr().out
     assert "    ✗ failed: budget exhausted: time" in out
     assert "Stopped: time budget spent." in out
-    assert "(limits: 0.5 s)" in out
+    assert "(limits: 0.7 s)" in out
 
 
 def test_json_task_complete_carries_the_budget(capsys: pytest.CaptureFixture[str]) -> None:

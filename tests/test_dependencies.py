@@ -5,16 +5,26 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from langchain_core.messages import AIMessage
 
-from agentloop_graph.dependencies import (
-    dependency_plan_schema,
-    kept_dependencies,
-    parse_dependency_plan,
-    parse_json_dependency_plan,
-    ready_steps,
-    renumber,
-)
 from agentloop_graph.parsing import MAX_TEXT_CHARS
+from agentloop_graph.plans import kept_dependencies, plan_schema, read_plan, ready_steps, renumber
+
+
+def parse_dependency_plan(text: str, *, offset: int = 0) -> tuple[list[str], list[list[int]]]:
+    plan = read_plan(AIMessage(text), parallel=True, offset=offset)
+    return plan.steps, plan.dependencies
+
+
+def parse_json_dependency_plan(
+    text: str, *, offset: int = 0
+) -> tuple[list[str], list[list[int]]] | None:
+    plan = read_plan(AIMessage(text), parallel=True, offset=offset)
+    return (plan.steps, plan.dependencies) if plan.format == "json" else None
+
+
+def dependency_plan_schema(max_steps: int) -> dict[str, object]:
+    return plan_schema(parallel=True, max_steps=max_steps)
 
 
 def test_unmarked_text_plan_runs_in_sequence() -> None:

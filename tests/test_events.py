@@ -28,6 +28,11 @@ def mixed_model() -> ScriptedChatModel:
     )
 
 
+def spent(model_calls: int) -> dict[str, int]:
+    """What a run of the scripted model (which reports no tokens) had spent at an event."""
+    return {"model_calls": model_calls, "tokens": 0}
+
+
 EXPECTED = [
     (
         "agentic.plan_ready",
@@ -36,9 +41,20 @@ EXPECTED = [
             "steps": ["Fetch data", "Parse data", "Report"],
             "total": 3,
             "plan_format": "text",
+            "spent": spent(1),
         },
     ),
-    ("agentic.step_started", {"step": 1, "total": 3, "description": "Fetch data", "attempt": 1}),
+    (
+        "agentic.step_started",
+        {
+            "step": 1,
+            "total": 3,
+            "description": "Fetch data",
+            "attempt": 1,
+            "agent": None,
+            "spent": spent(1),
+        },
+    ),
     (
         "agentic.step_failed",
         {
@@ -47,6 +63,8 @@ EXPECTED = [
             "description": "Fetch data",
             "error": "RuntimeError: fetch refused",
             "attempt": 1,
+            "agent": None,
+            "spent": spent(2),
         },
     ),
     (
@@ -57,11 +75,19 @@ EXPECTED = [
             "description": "Fetch data",
             "error": "RuntimeError: fetch refused",
             "adaptation": "Fetch data from the mirror",
+            "spent": spent(3),
         },
     ),
     (
         "agentic.step_started",
-        {"step": 1, "total": 3, "description": "Fetch data from the mirror", "attempt": 2},
+        {
+            "step": 1,
+            "total": 3,
+            "description": "Fetch data from the mirror",
+            "attempt": 2,
+            "agent": None,
+            "spent": spent(3),
+        },
     ),
     (
         "agentic.step_complete",
@@ -72,9 +98,23 @@ EXPECTED = [
             "result": "fetched",
             "status": "adapted",
             "error": "RuntimeError: fetch refused",
+            "agent": None,
+            "ended_by": "answer",
+            "reason": None,
+            "spent": spent(4),
         },
     ),
-    ("agentic.step_started", {"step": 2, "total": 3, "description": "Parse data", "attempt": 1}),
+    (
+        "agentic.step_started",
+        {
+            "step": 2,
+            "total": 3,
+            "description": "Parse data",
+            "attempt": 1,
+            "agent": None,
+            "spent": spent(4),
+        },
+    ),
     (
         "agentic.step_failed",
         {
@@ -83,6 +123,8 @@ EXPECTED = [
             "description": "Parse data",
             "error": "OSError: bad bytes",
             "attempt": 1,
+            "agent": None,
+            "spent": spent(5),
         },
     ),
     (
@@ -94,9 +136,23 @@ EXPECTED = [
             "result": "",
             "status": "failed",
             "error": "OSError: bad bytes; Adaptation also failed: RuntimeError: no idea",
+            "agent": None,
+            "ended_by": "adapter",
+            "reason": "RuntimeError: no idea",
+            "spent": spent(6),
         },
     ),
-    ("agentic.step_started", {"step": 3, "total": 3, "description": "Report", "attempt": 1}),
+    (
+        "agentic.step_started",
+        {
+            "step": 3,
+            "total": 3,
+            "description": "Report",
+            "attempt": 1,
+            "agent": None,
+            "spent": spent(6),
+        },
+    ),
     (
         "agentic.step_complete",
         {
@@ -106,6 +162,10 @@ EXPECTED = [
             "result": "report",
             "status": "completed",
             "error": None,
+            "agent": None,
+            "ended_by": "answer",
+            "reason": None,
+            "spent": spent(7),
         },
     ),
     (
@@ -115,6 +175,7 @@ EXPECTED = [
             "steps_completed": 3,
             "summary": "t: Completed 1/3 steps, 1 adapted, 1 failed.",
             "answer": "All told.",
+            "spent": spent(8),
         },
     ),
 ]

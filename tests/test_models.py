@@ -11,7 +11,8 @@ from langchain_ollama import ChatOllama
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.demo import DemoChatModel
-from agentloop_graph.models import ollama_base_url, resolve_model
+from agentloop_graph.models import resolve_model
+from agentloop_graph.ollama import ollama_base_url
 from tests.helpers import Run
 
 

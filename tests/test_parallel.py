@@ -113,7 +113,9 @@ def test_steps_come_out_in_plan_order_whatever_order_they_ended(run: Run) -> Non
 
 def test_at_most_max_parallel_steps_run_at_once() -> None:
     plan = "\n".join(f"{n}. s{n} (after none)" for n in range(1, 6))
-    graph = create_agent_loop(scripted(plan), parallel=True, max_parallel=2)
+    # Each step takes a moment, so that steps sent together overlap whatever the threads do.
+    latency = {f"s{n}": 0.05 for n in range(1, 6)}
+    graph = create_agent_loop(scripted(plan, latency), parallel=True, max_parallel=2)
     running, most = set(), 0
     for event in graph.stream({"task": "t"}, stream_mode="custom"):
         if event["event"] == "agentic.step_started":

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
 import pytest
+from langchain_core.messages import AIMessage
 
-from agentloop_graph.parsing import clean_answer, parse_json_plan, parse_plan
+from agentloop_graph.parsing import clean_answer
+from agentloop_graph.plans import parse_plan, read_plan
+
+
+def parse_json_plan(text: str) -> list[str] | None:
+    """The steps of a plan written as JSON, or None if the answer is not JSON."""
+    plan = read_plan(AIMessage(text), parallel=False)
+    return plan.steps if plan.format == "json" else None
 
 
 @pytest.mark.parametrize(

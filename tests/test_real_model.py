@@ -21,7 +21,7 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from agentloop_graph import cli, create_agent_loop
-from agentloop_graph.dependencies import dependency_plan_schema
+from agentloop_graph.plans import plan_schema
 from tests.fake_ollama import FakeOllama, RealModel, RealModelUnavailable, Served, serve_real_model
 from tests.fake_ollama import llama as real_model
 from tests.fake_ollama.llama import SERVED_MODEL, find_gguf
@@ -311,7 +311,9 @@ async def test_a_parallel_run_plans_with_dependencies_in_the_schema_on_the_real_
     # The plan was asked for in the dependency schema, which llama.cpp's grammar (as
     # Ollama's) held the model to: it parsed as JSON, and every step waits only for earlier
     # ones.
-    assert ollama_host.chat_requests[mark[0]].format == dependency_plan_schema(MAX_STEPS)
+    assert ollama_host.chat_requests[mark[0]].format == plan_schema(
+        parallel=True, max_steps=MAX_STEPS
+    )
     assert events[0]["event"] == "agentic.plan_ready" and events[0]["plan_format"] == "json"
     dependencies = out["dependencies"]
     assert len(dependencies) == len(out["plan"]) == events[0]["total"]

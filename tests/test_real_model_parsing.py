@@ -22,7 +22,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from agentloop_graph.parsing import clean_answer, parse_json_plan, parse_plan
+from langchain_core.messages import AIMessage
+
+from agentloop_graph.parsing import clean_answer
+from agentloop_graph.plans import parse_plan, read_plan
+
+
+def parse_json_plan(text: str) -> list[str] | None:
+    """The steps of a plan written as JSON, or None if the answer is not JSON."""
+    plan = read_plan(AIMessage(text), parallel=False)
+    return plan.steps if plan.format == "json" else None
+
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real_model"
 NUMBERING = re.compile(r"^\s*(?:step\s*)?\d+\s*[.):]", re.IGNORECASE)

@@ -89,6 +89,7 @@ def test_plan_revised_is_sent_between_the_failure_and_the_new_steps(is_async: bo
         "total": 2,
         "reason": "RuntimeError: the oven is broken",
         "replan": 1,
+        "spent": {"model_calls": 3, "tokens": 0},
     }
     assert events[5]["step"] == 2 and events[5]["total"] == 2
 
