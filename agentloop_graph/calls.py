@@ -30,6 +30,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 
+from agentloop_graph.agents import Spending, agent_config, agent_input, answer_of
 from agentloop_graph.budget import METER_KEY, BudgetExhausted, Meter, Spent
 from agentloop_graph.context import Settings
 from agentloop_graph.models import ModelCallTimeout, is_transient
@@ -483,3 +484,46 @@ async def acall_tool(
         raise
     except Exception as exc:
         return _tool_failed(call, exc)
+
+
+def _spending(run: NodeRun) -> Spending:
+    """The handler that counts an agent's model calls in `run`, within the run's budget."""
+
+    def take() -> Spent | None:
+        spent = run.meter.take(run.settings.budget)
+        if spent is None:
+            run.model_calls += 1
+        return spent
+
+    return Spending(take, run.spend)
+
+
+def call_agent(agent: Runnable[Any, Any], prompt: str, run: NodeRun, deadline: float | None) -> str:
+    """The text of the agent's last AI message, through its blocking API.
+
+    Raises:
+        Exception: What the agent raised (`BudgetExhausted` when the budget refused one of
+            its model calls), or `StepTimeout` / `BudgetExhausted` at the attempt's or the
+            budget's deadline.
+    """
+    timeout, out_of_time = _timeouts(run, deadline)
+    config = agent_config(run.config, _spending(run))
+    try:
+        with run.calling():
+            output = _within(functools.partial(agent.invoke, agent_input(prompt), config), timeout)
+    except _OutOfTime:
+        raise out_of_time from None
+    return answer_of(output)
+
+
+async def acall_agent(
+    agent: Runnable[Any, Any], prompt: str, run: NodeRun, deadline: float | None
+) -> str:
+    """Async twin of `call_agent`."""
+    timeout, out_of_time = _timeouts(run, deadline)
+    config = agent_config(run.config, _spending(run))
+    try:
+        output = await _await_within(agent.ainvoke(agent_input(prompt), config), timeout)
+    except _OutOfTime:
+        raise out_of_time from None
+    return answer_of(output)

@@ -139,11 +139,13 @@ class Settings:
     agents: tuple[StepAgent, ...] = ()
     """The agents that do the steps instead of the built-in executor (fixed when the loop is
     built); the first does steps the plan assigns to no agent of them."""
+    roster: tuple[str, ...] = ()
+    """The agents' names when the planner assigns steps to them (`executors=`)."""
 
-    @property
-    def roster(self) -> list[str]:
-        """The agents' names."""
-        return [agent.name for agent in self.agents]
+    def agent(self, name: str | None) -> StepAgent | None:
+        """The agent of that name, else the first (None: the built-in executor)."""
+        named = (agent for agent in self.agents if agent.name == name)
+        return next(named, self.agents[0] if self.agents else None)
 
 
 ModelsFor = Callable[[str | None, tuple[str, ...]], Models]

@@ -21,6 +21,9 @@ A task that says `fail step N` makes the first attempt at step N fail, so the ad
 shows; `break step N` makes every attempt at step N fail, so the step ends failed and the run
 partial. Every such phrase in the task counts (`fail step 1, break step 3`).
 
+Inside an agent that does a loop's step (`executor=`: a call from within the `executor` node,
+as its checkpoint namespace says), it answers as the executor does, tool call included.
+
 Outside the loop's nodes (in a chat app's own node, or called directly) it is a chat model:
 with a `plan_and_execute` tool bound it hands requests that look multi-step (they mention a
 plan, steps, or "then") to that tool, relays what the tool reports, and answers everything
@@ -106,7 +109,7 @@ def answer(call: ModelCall) -> AIMessage | str | dict[str, Any]:
     prompt = _last_human_text(call.messages)
     if call.node == "planner":
         return _plan(prompt, call.tool_schemas)
-    if call.node == "executor":
+    if call.node == "executor" or _in_executor(call.namespace):
         return _execute(prompt, call.messages, call.tool_schemas)
     if call.node == "adapter":
         _, description = _step(prompt)
@@ -114,6 +117,11 @@ def answer(call: ModelCall) -> AIMessage | str | dict[str, Any]:
     if call.node == "summariser":
         return _final_answer(prompt)
     return _chat(prompt, call.messages, call.tool_schemas)
+
+
+def _in_executor(namespace: str) -> bool:
+    """Whether a call comes from inside the loop's `executor` node (an agent doing a step)."""
+    return any(part.split(":", 1)[0] == "executor" for part in namespace.split("|")[:-1])
 
 
 def _last_human_text(messages: Sequence[BaseMessage]) -> str:

@@ -13,13 +13,16 @@ from langchain_core.messages.ai import add_usage
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 
+from agentloop_graph.agents import StepAgent
 from agentloop_graph.approval import review
 from agentloop_graph.budget import BudgetExhausted
 from agentloop_graph.calls import (
     ModelRequest,
     NodeRun,
+    acall_agent,
     acall_model,
     acall_tool,
+    call_agent,
     call_model,
     call_tool,
     tool_error,
@@ -54,7 +57,8 @@ class Attempt:
     prompt: PromptInput
     deadline: float | None
     trace: dict[str, Any]
-    agent: str | None
+    agent: StepAgent | None
+    """The agent doing the step, or None for the built-in executor."""
     last_reply: AIMessage | None = None
     calls_made: set[str] = field(default_factory=set)
     """Fingerprints of the tool calls already run in this attempt."""
@@ -89,12 +93,26 @@ class Attempt:
             if rounds == settings.max_tool_rounds:
                 raise StepFailure(f"the tool loop ran out of rounds ({settings.max_tool_rounds})")
             return None
-        text = clean_answer(reply.text)
+        return self.result(reply.text)
+
+    def result(self, text: str) -> str:
+        """The step's result from an answer's text.
+
+        Raises:
+            StepFailure: The answer is empty, or one passage repeated.
+        """
+        text = clean_answer(text)
         if not text:
-            raise StepFailure("the model returned an empty answer")
+            who = "agent" if self.agent else "model"
+            raise StepFailure(f"the {who} returned an empty answer")
         if repeats_itself(text):
-            raise StepFailure("the model repeated itself")
+            raise StepFailure(f"the {'agent' if self.agent else 'model'} repeated itself")
         return cap(text, MAX_RESULT_CHARS)
+
+    def text(self) -> str:
+        """The prompt as one text, as an agent gets it (its own system prompt, not ours)."""
+        prompt = self.prompt
+        return prompt if isinstance(prompt, str) else prompt[-1].text
 
     def tool_for(self, call: ToolCall, index: int, settings: Settings) -> BaseTool | ToolMessage:
         """The tool to run for `call`, or the error message the model gets instead."""
@@ -138,7 +156,7 @@ def _begin(state: StepInput, run: NodeRun) -> tuple[Attempt, StepStarted]:
     # A parallel run's step is sent the records of the steps it waits for; a sequential
     # run's step sees the last few.
     quoted = state["steps"] if "step" in state else state["steps"][-RECENT_STEPS:]
-    agent = agent_of(state)
+    agent = agent_of(state, settings)
     attempt = Attempt(
         step=step,
         total=len(plan),
@@ -159,7 +177,7 @@ def _begin(state: StepInput, run: NodeRun) -> tuple[Attempt, StepStarted]:
         "total": len(plan),
         "description": description,
         "attempt": number,
-        "agent": agent,
+        "agent": agent.name if agent else None,
     }
     return attempt, started
 
@@ -187,7 +205,7 @@ def _end(
         "description": attempt.description,
         "error": error,
         "attempt": attempt.number,
-        "agent": attempt.agent,
+        "agent": attempt.agent.name if attempt.agent else None,
     }
     if isinstance(outcome, BudgetExhausted):  # no adaptation: it would need a model call too
         update, complete = end_step(
@@ -213,7 +231,11 @@ def _end(
 
 
 def _attempt(attempt: Attempt, run: NodeRun) -> str:
-    """Ask the model, running the tools it calls, until it answers in text."""
+    """Ask the model, running the tools it calls, until it answers in text; or ask the
+    step's agent."""
+    if attempt.agent is not None:
+        text = call_agent(attempt.agent.runnable, attempt.text(), run, attempt.deadline)
+        return attempt.result(text)
     settings = run.settings
     conversation: PromptInput = attempt.prompt
     for rounds in range(settings.max_tool_rounds + 1):
@@ -233,6 +255,9 @@ def _attempt(attempt: Attempt, run: NodeRun) -> str:
 
 async def _aattempt(attempt: Attempt, run: NodeRun) -> str:
     """Async twin of `_attempt`."""
+    if attempt.agent is not None:
+        text = await acall_agent(attempt.agent.runnable, attempt.text(), run, attempt.deadline)
+        return attempt.result(text)
     settings = run.settings
     conversation: PromptInput = attempt.prompt
     for rounds in range(settings.max_tool_rounds + 1):

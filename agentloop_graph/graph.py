@@ -30,6 +30,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agentloop_graph.adapter import aadapt, adapt
+from agentloop_graph.agents import StepAgent, as_agents
 from agentloop_graph.budget import Budget, as_budget
 from agentloop_graph.calls import NodeRun
 from agentloop_graph.compiled import AgentLoopGraph
@@ -243,6 +244,8 @@ def build_agent_loop(
     budget: Budget | None = None,
     system_prompt: str | None = None,
     prompts: Mapping[str, str] | None = None,
+    executor: Runnable[Any, Any] | None = None,
+    executors: Sequence[StepAgent | Mapping[str, Any]] = (),
 ) -> StateGraph[AgentLoopState, Context, InputState, OutputState]:
     """Build the plan -> execute -> adapt -> summarise loop as an uncompiled LangGraph graph.
 
@@ -292,6 +295,14 @@ def build_agent_loop(
             (the last two steps' results); adapter `{description}` (the step that
             failed), `{error}`, optional `{task}`, `{step}`, `{total}`; summariser
             `{results}` (one `N. step: result` line per step), optional `{task}`.
+        executor: An agent to do every step instead of the built-in executor: any Runnable
+            taking `{"messages": [...]}` and returning `messages` (LangChain's
+            `create_agent`, a compiled `StateGraph`, a deepagents agent). Each attempt calls
+            it once with the step's prompt as one human message; its last AI message is the
+            step's result. It runs as a subgraph of the `executor` node.
+        executors: A roster of agents (`StepAgent`s, or dicts of their fields): the planner
+            is told their names and descriptions and assigns each step to one (steps it
+            assigns to none go to the first). Not with `executor=` nor `tools=`.
 
     Returns:
         The `StateGraph`, with `Context` as its `context_schema`. Input `{"task": ...}` or
@@ -325,6 +336,7 @@ def build_agent_loop(
         return built[spec]
 
     tool_map = _as_tools(tools)
+    agents = as_agents(executor, executors, tool_map)
     phases = {
         "model": model,
         "planner_model": planner_model,
@@ -348,6 +360,8 @@ def build_agent_loop(
         max_retries=max_retries,
         budget=as_budget(budget),
         prompts=build_prompts(system_prompt, prompts),
+        agents=agents,
+        roster=tuple(agent.name for agent in agents) if executors else (),
     )
     check_settings(defaults)
 
@@ -422,6 +436,8 @@ def create_agent_loop(
     budget: Budget | None = None,
     system_prompt: str | None = None,
     prompts: Mapping[str, str] | None = None,
+    executor: Runnable[Any, Any] | None = None,
+    executors: Sequence[StepAgent | Mapping[str, Any]] = (),
     checkpointer: Any = None,
     store: Any = None,
     name: str = "agent_loop",

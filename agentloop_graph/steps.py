@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from agentloop_graph.agents import StepAgent
 from agentloop_graph.budget import BudgetExhausted, Spent
 from agentloop_graph.calls import NodeRun, StepTimeout
+from agentloop_graph.context import Settings
 from agentloop_graph.models import describe_error
 from agentloop_graph.parsing import MAX_TEXT_CHARS, cap
 from agentloop_graph.progress import RESULT_PREVIEW, EndedBy, StepComplete
@@ -39,11 +41,10 @@ def failure_text(model: object, step_timeout: float | None, exc: Exception) -> s
     return cap(describe_error(model, exc), MAX_TEXT_CHARS)
 
 
-def agent_of(state: StepInput) -> str | None:
+def agent_of(state: StepInput, settings: Settings) -> StepAgent | None:
     """The agent the open step is for (None: the built-in executor)."""
-    agents = state["cursor"]["agents"]
-    step = open_step(state)
-    return agents[step - 1] if step <= len(agents) else None
+    agents, step = state["cursor"]["agents"], open_step(state)
+    return settings.agent(agents[step - 1] if step <= len(agents) else None)
 
 
 def end_step(
@@ -88,7 +89,7 @@ def end_step(
         "adaptation": progress["description"],
         "reasoning": reasoning,
         "usage": progress["usage"],
-        "agent": agent_of(state),
+        "agent": agent.name if (agent := agent_of(state, settings)) else None,
     }
     event: StepComplete = {
         "event": "agentic.step_complete",

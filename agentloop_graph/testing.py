@@ -71,6 +71,9 @@ class ModelCall:
     """The bound tools as OpenAI tool schemas (a structured call's schema among them)."""
     max_tokens: int | None = None
     """The answer cap the call asked for, if any."""
+    namespace: str = ""
+    """The call's LangGraph checkpoint namespace (`langgraph_checkpoint_ns`): for a call
+    from an agent doing a loop's step, it begins with the loop's `executor:`."""
 
     @property
     def prompt(self) -> str:
@@ -216,7 +219,8 @@ class ScriptedChatModel(BaseChatModel):
         tools = [tool["function"]["name"] for tool in schemas]
         cap = kwargs.get("max_tokens", self.max_tokens)
         node = metadata.get("langgraph_node")
-        return ModelCall(list(messages), node, tools, is_async, schemas, cap)
+        namespace = str(metadata.get("langgraph_checkpoint_ns", ""))
+        return ModelCall(list(messages), node, tools, is_async, schemas, cap, namespace)
 
     def _generate(
         self,
