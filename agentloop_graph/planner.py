@@ -115,7 +115,7 @@ def _apply(
         "total": len(kept),
         "plan_format": plan.format,
     }
-    if settings.agents:
+    if settings.roster:
         event["agents"] = cursor["agents"]
     if settings.parallel:
         cursor["max_parallel"] = settings.max_parallel
@@ -194,7 +194,7 @@ def _apply_replan(
         "reason": cursor["replan_reason"] or "",
         "replan": update["replans"],
     }
-    if settings.agents:
+    if settings.roster:
         event["agents"] = update["agents"]
     writes: dict[str, Any] = {"plan": revised, "cursor": update}
     if parallel:
