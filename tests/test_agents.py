@@ -19,9 +19,10 @@ from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
 from tests.helpers import Run, numbered
 
 
-def planner(plan: str | dict[str, Any] = numbered("look", "leap")) -> ScriptedChatModel:
-    """The loop's own model: plans, and writes the final answer."""
-    return ScriptedChatModel(responses={"planner": [plan], None: lambda call: "all done"})
+def planner(plan: str | dict[str, Any] | None = None) -> ScriptedChatModel:
+    """The loop's own model: plans (two steps unless told), and writes the final answer."""
+    answer = numbered("look", "leap") if plan is None else plan
+    return ScriptedChatModel(responses={"planner": [answer], None: lambda call: "all done"})
 
 
 def step_of(prompt: str) -> str:
