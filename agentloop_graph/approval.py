@@ -71,8 +71,9 @@ def review(state: StepInput, run: NodeRun) -> dict[str, Any]:
     cursor, plan, settings = state["cursor"], state["plan"], run.settings
     ended = len(state["steps"])
     question: dict[str, Any] = {"task_id": state["task_id"], "task": state["task"], "plan": plan}
-    if cursor["replans"]:
-        question |= {"revision": cursor["replans"], "reason": cursor["replan_reason"] or ""}
+    if cursor["replans"]:  # a revision, made after a step failed
+        failed = [record["error"] for record in state["steps"] if record["status"] == "failed"]
+        question |= {"revision": cursor["replans"], "reason": failed[-1] if failed else ""}
     given = interrupt(question, response_schema=ANSWER_SCHEMA)
     while (answer := _decision(given)) is None:
         retry = {**question, "error": f"{_HOW}, got {given!r}"}

@@ -141,6 +141,8 @@ class Settings:
     built); the first does steps the plan assigns to no agent of them."""
     roster: tuple[str, ...] = ()
     """The agents' names when the planner assigns steps to them (`executors=`)."""
+    response_format: dict[str, Any] | type | None = None
+    """The final answer's shape, when the summariser is to answer in one."""
 
     def agent(self, name: str | None) -> StepAgent | None:
         """The agent of that name, else the first (None: the built-in executor)."""

@@ -15,7 +15,8 @@ step from `Step i/N: <description>`, the plan's limit from "at most N".
 
 Asked for a plan held to a schema (the loop asks every model that supports it), it answers in
 that schema: with what each step waits for when the schema has `depends_on` (a parallel run),
-two steps at once; with the agent to do each when it names agents.
+two steps at once; with the agent to do each when it names agents. Asked for the final answer
+in a schema (`response_format`), it fills the schema's required fields with its answer.
 
 A task that says `fail step N` makes the first attempt at step N fail, so the adapter path
 shows; `break step N` makes every attempt at step N fail, so the step ends failed and the run
@@ -114,6 +115,9 @@ def answer(call: ModelCall) -> AIMessage | str | dict[str, Any]:
     if call.node == "adapter":
         _, description = _step(prompt)
         return f"{_REVISED}{description}, one small piece at a time"
+    if call.node == "summariser" and call.tool_schemas:  # an answer in `response_format`
+        schema = call.tool_schemas[0]["function"].get("parameters", {})
+        return _arguments(schema, _final_answer(prompt))
     if call.node == "summariser":
         return _final_answer(prompt)
     return _chat(prompt, call.messages, call.tool_schemas)

@@ -47,6 +47,8 @@ from agentloop_graph.state import (
     PlannerInput,
     StepInput,
     SummariserInput,
+    TypedAgentLoopState,
+    TypedOutputState,
 )
 from agentloop_graph.summariser import asummarise, summarise
 
@@ -246,6 +248,7 @@ def build_agent_loop(
     prompts: Mapping[str, str] | None = None,
     executor: Runnable[Any, Any] | None = None,
     executors: Sequence[StepAgent | Mapping[str, Any]] = (),
+    response_format: dict[str, Any] | type | None = None,
 ) -> StateGraph[AgentLoopState, Context, InputState, OutputState]:
     """Build the plan -> execute -> adapt -> summarise loop as an uncompiled LangGraph graph.
 
@@ -303,6 +306,11 @@ def build_agent_loop(
         executors: A roster of agents (`StepAgent`s, or dicts of their fields): the planner
             is told their names and descriptions and assigns each step to one (steps it
             assigns to none go to the first). Not with `executor=` nor `tools=`.
+        response_format: The final answer's shape, as `create_agent` takes it: a pydantic
+            model class, a `TypedDict` or a JSON schema dict. The summariser asks for the
+            answer in it; output key `structured_response` holds the parsed answer (None
+            when no step ran, the call failed or the answer does not fit), `answer` its
+            JSON text.
 
     Returns:
         The `StateGraph`, with `Context` as its `context_schema`. Input `{"task": ...}` or
@@ -362,6 +370,7 @@ def build_agent_loop(
         prompts=build_prompts(system_prompt, prompts),
         agents=agents,
         roster=tuple(agent.name for agent in agents) if executors else (),
+        response_format=response_format,
     )
     check_settings(defaults)
 
@@ -379,11 +388,12 @@ def build_agent_loop(
         return _models(lambda spec, _: build(spec, "context.model"), shared, allowed)
 
     loop = AgentLoop(defaults, models_for)
+    typed = response_format is not None
     builder = StateGraph(
-        AgentLoopState,
+        TypedAgentLoopState if typed else AgentLoopState,
         context_schema=Context,
         input_schema=InputState,
-        output_schema=OutputState,
+        output_schema=TypedOutputState if typed else OutputState,
     )
     nodes: list[tuple[str, Node, type[Any]]] = [
         ("planner", (loop.planner, loop.aplanner), PlannerInput),
@@ -438,6 +448,7 @@ def create_agent_loop(
     prompts: Mapping[str, str] | None = None,
     executor: Runnable[Any, Any] | None = None,
     executors: Sequence[StepAgent | Mapping[str, Any]] = (),
+    response_format: dict[str, Any] | type | None = None,
     checkpointer: Any = None,
     store: Any = None,
     name: str = "agent_loop",

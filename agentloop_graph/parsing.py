@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 
@@ -110,3 +111,20 @@ def reasoning_of(reply: AIMessage) -> str | None:
         parts += [_THINK_TAGS.sub("", block) for block in _THINK.findall(reply.text)]
     thought = "\n".join(part.strip() for part in parts if part.strip())
     return cap(thought, MAX_RESULT_CHARS) if thought else None
+
+
+def structured_data(reply: AIMessage) -> object:
+    """What an answer held to a schema carries: the object a provider parsed, its tool call's
+    arguments, or its JSON text read; None for an answer in prose or JSON that does not read.
+    """
+    if (parsed := reply.additional_kwargs.get("parsed")) is not None:
+        return parsed
+    if reply.tool_calls:
+        return reply.tool_calls[0]["args"]
+    text = clean_answer(reply.text)
+    if not text.startswith("{"):
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None

@@ -162,11 +162,8 @@ def _steps_of(data: object) -> list[object]:
 
 
 def _structured_items(reply: AIMessage) -> list[object] | None:
-    """The plan's items where the model answered in its schema: the parsed object, the
-    arguments of its tool call, or JSON text; None for an answer in prose."""
-    parsed = reply.additional_kwargs.get("parsed")
-    if isinstance(parsed, dict):  # a model answering in prose may still parse as a number
-        return _steps_of(parsed)
+    """The plan's items where the model answered in its schema: the arguments of its tool
+    call, or JSON text (its complete items, if cut off); None for an answer in prose."""
     if reply.tool_calls:
         return _steps_of(reply.tool_calls[0]["args"])
     return json_items(reply.text)

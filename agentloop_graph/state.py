@@ -223,6 +223,19 @@ class AgentLoopState(OutputState):
     """Progress through the plan, started by the planner; internal to the loop."""
 
 
+class TypedOutputState(OutputState):
+    """What every run of a loop with `response_format` returns."""
+
+    structured_response: Any
+    """The final answer in the `response_format` shape, or None."""
+
+
+class TypedAgentLoopState(AgentLoopState):
+    """The full state of a loop with `response_format`."""
+
+    structured_response: Any
+
+
 # What each node reads (its router reads the same). A node reads only these channels, not
 # the whole state: every channel read costs on every node execution.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -10,11 +11,18 @@ from typing import Any
 from langchain_core.messages import AIMessage
 from langchain_core.messages.ai import add_usage
 from langgraph.types import Overwrite
+from pydantic import BaseModel, ValidationError
 
 from agentloop_graph.budget import BudgetExhausted, report
 from agentloop_graph.calls import ModelRequest, NodeRun, acall_model, call_model
-from agentloop_graph.context import Settings
-from agentloop_graph.parsing import MAX_RESULT_CHARS, MAX_TEXT_CHARS, cap, clean_answer
+from agentloop_graph.context import Settings, with_schema
+from agentloop_graph.parsing import (
+    MAX_RESULT_CHARS,
+    MAX_TEXT_CHARS,
+    cap,
+    clean_answer,
+    structured_data,
+)
 from agentloop_graph.plans import in_sequence
 from agentloop_graph.progress import SUMMARY_PREVIEW, TaskComplete, aemit, emit
 from agentloop_graph.prompts import summariser_prompt
@@ -62,12 +70,36 @@ def _outcome(state: SummariserInput) -> tuple[str, RunStatus]:
 def _request(state: SummariserInput, settings: Settings) -> ModelRequest | None:
     if not (settings.summarise_with_model and state["steps"]):
         return None
+    prompt = summariser_prompt(settings.prompts, state["task"], state["steps"])
+    model, shape = settings.models.summariser, settings.response_format
+    if shape is None:
+        return ModelRequest("summariser", model, prompt, {"task_id": state["task_id"]})
     return ModelRequest(
         "summariser",
-        settings.models.summariser,
-        summariser_prompt(settings.prompts, state["task"], state["steps"]),
+        model,
+        prompt,
         {"task_id": state["task_id"]},
+        runnable=settings.models.structured("summariser", shape),
+        shape=lambda capped: with_schema(capped, shape) or capped,
     )
+
+
+def typed_answer(reply: AIMessage, shape: dict[str, Any] | type) -> Any:
+    """The final answer in `shape` (a pydantic model, or the dict a `TypedDict` or JSON schema
+    describes), or None when the reply holds none that fits."""
+    data = structured_data(reply)
+    if isinstance(shape, type) and issubclass(shape, BaseModel):
+        try:
+            return shape.model_validate(data)
+        except ValidationError:
+            return None
+    return data if isinstance(data, dict) else None
+
+
+def _as_text(answer: Any) -> str:
+    """A typed answer's text form, for `answer` and the final message."""
+    data = answer.model_dump(mode="json") if isinstance(answer, BaseModel) else answer
+    return json.dumps(data, ensure_ascii=False, default=str)
 
 
 def _apply(
@@ -80,11 +112,15 @@ def _apply(
     cursor = state["cursor"]
     usage = add_usage(cursor["usage"], run.usage)
     answer: str | None = None
+    typed: Any = None
     stopped = cursor["stopped"]
     if isinstance(reply, BudgetExhausted):
         stopped = stopped or reply.spent
     elif isinstance(reply, Exception):
         logger.warning("the final answer could not be written", exc_info=reply)
+    elif reply is not None and settings.response_format is not None:
+        typed = typed_answer(reply, settings.response_format)
+        answer = None if typed is None else cap(_as_text(typed), MAX_RESULT_CHARS)
     elif reply is not None:
         answer = cap(clean_answer(reply.text), MAX_RESULT_CHARS) or None
     if stopped is not None:
@@ -109,6 +145,8 @@ def _apply(
         "usage": usage,
         "messages": [AIMessage(answer or summary, id=f"{state['task_id']}-answer")],
     }
+    if settings.response_format is not None:
+        update["structured_response"] = typed
     if reordered:
         update["steps"] = Overwrite(state["steps"])  # in plan order, as `_in_plan_order` made them
     if not cursor["max_parallel"] and (settings.parallel or "dependencies" in state):
