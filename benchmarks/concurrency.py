@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop
@@ -41,8 +42,6 @@ from agentloop_graph.state import (
     StepRecord,
     SummariserInput,
     new_cursor,
-    new_run,
-    next_cursor,
     no_usage,
 )
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
@@ -93,7 +92,15 @@ def contract_floor_graph(model: ScriptedChatModel, steps: int) -> Any:
     async def planner(state: PlannerInput) -> dict[str, Any]:
         await model.ainvoke("Break this task into steps")
         plan = [f"Do part {i}" for i in range(1, steps + 1)]
-        return {**new_run("floor", new_cursor(approved=True, started_at=time.time())), "plan": plan}
+        cursor = new_cursor(approved=True, started_at=time.time())
+        reset = dict.fromkeys(("summary", "answer", "status", "total_duration_ms", "usage"))
+        return {
+            **reset,
+            "task_id": "floor",
+            "plan": plan,
+            "steps": Overwrite([]),
+            "cursor": Overwrite(cursor),
+        }
 
     async def executor(state: StepInput) -> dict[str, Any]:
         await model.ainvoke("Execute this step")
@@ -104,13 +111,16 @@ def contract_floor_graph(model: ScriptedChatModel, steps: int) -> Any:
             "result": "done",
             "status": "completed",
             "duration_ms": 0,
+            "started_ms": 0,
             "attempts": 1,
             "error": None,
             "adaptation": None,
             "reasoning": None,
             "usage": no_usage(),
+            "agent": None,
         }
-        return {"steps": [record], "cursor": next_cursor(state["cursor"])}
+        counts = {"model_calls": 1, "usage": no_usage(), "open": {str(step): None}}
+        return {"steps": [record], "cursor": counts}
 
     async def summariser(state: SummariserInput) -> dict[str, Any]:
         await model.ainvoke("Write the final answer")
