@@ -17,7 +17,7 @@ import functools
 import itertools
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -27,7 +27,7 @@ from langchain_core.language_models import BaseChatModel, BaseLanguageModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall, ToolMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, StructuredTool, Tool
 from langgraph.errors import GraphBubbleUp
 
 from agentloop_graph.agents import Spending, agent_config, agent_input, answer_of
@@ -179,12 +179,10 @@ def seconds_left(deadline: float | None) -> float | None:
     return left
 
 
-def _in_thread(fn: Callable[[], T], timeout: float | None) -> T:
-    """`fn()`, given up at `timeout` seconds.
-
-    A blocking call cannot be interrupted: it gets a daemon thread, and the wait for it
-    ends at the deadline. Its late answer is dropped, and it cannot hold up interpreter exit.
-    """
+def _on_daemon(fn: Callable[[], T]) -> Future[T]:
+    """`fn()` started on a daemon thread of its own: a blocking call cannot be interrupted,
+    so a caller that stops waiting for it leaves it behind, and it cannot hold up the exit
+    of the interpreter (nor of `asyncio.run`, as the default executor's threads do)."""
     future: Future[T] = Future()
     future.set_running_or_notify_cancel()
     context = contextvars.copy_context()
@@ -200,6 +198,12 @@ def _in_thread(fn: Callable[[], T], timeout: float | None) -> T:
                 future.set_result(result)
 
     threading.Thread(target=call, name="agentloop-call", daemon=True).start()
+    return future
+
+
+def _in_thread(fn: Callable[[], T], timeout: float | None) -> T:
+    """`fn()` on a daemon thread, given up at `timeout` seconds (its late answer dropped)."""
+    future = _on_daemon(fn)
     try:
         return future.result(timeout)
     except FutureTimeout:
@@ -212,7 +216,7 @@ def _within(fn: Callable[[], T], timeout: float | None) -> T:
     return fn() if timeout is None else _in_thread(fn, timeout)
 
 
-async def _await_within(call: Coroutine[Any, Any, T], seconds: float | None) -> T:
+async def _await_within(call: Awaitable[T], seconds: float | None) -> T:
     if seconds is None:
         return await call
     scope = asyncio.timeout(seconds)
@@ -438,6 +442,14 @@ def _async_only(tool: BaseTool) -> bool:
     return getattr(tool, "func", True) is None and getattr(tool, "coroutine", None) is not None
 
 
+def _blocking_only(tool: BaseTool) -> bool:
+    """Whether `tool` has only a blocking implementation (its async path runs it on the
+    default executor, whose threads `asyncio.run` waits for at its end)."""
+    if isinstance(tool, StructuredTool | Tool):
+        return tool.coroutine is None
+    return type(tool)._arun is BaseTool._arun
+
+
 def call_tool(
     tool: BaseTool, call: ToolCall, run: NodeRun, key: str, deadline: float | None
 ) -> ToolMessage:
@@ -475,8 +487,12 @@ async def acall_tool(
     """Async twin of `call_tool`."""
     timeout, out_of_time = _timeouts(run, deadline)
     tool_config = _tool_config(run.config, key, deadline)
+    if _blocking_only(tool):  # so that a hung tool is left behind, not waited for at exit
+        running = asyncio.wrap_future(_on_daemon(lambda: tool.invoke(call, tool_config)))
+    else:
+        running = asyncio.ensure_future(tool.ainvoke(call, tool_config))
     try:
-        result = await _await_within(tool.ainvoke(call, tool_config), timeout)
+        result = await _await_within(running, timeout)
         return capped_result(cast(ToolMessage, result))
     except _OutOfTime:
         raise out_of_time from None

@@ -98,6 +98,9 @@ def _apply(
         "usage": None,
         "cursor": Overwrite(cursor),
     }
+    if isinstance(reply, BudgetExhausted):  # the summary goes on to say which budget
+        cursor["stopped"] = reply.spent
+        return {**update, "status": "failed", "summary": f"Planning failed: {reply}"}, []
     if isinstance(reply, Exception):
         error = describe_error(settings.models.planner, reply)
         summary = f"Planning failed: {cap(error, MAX_TEXT_CHARS)}"
