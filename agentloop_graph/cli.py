@@ -16,7 +16,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 import queue
 import sys
@@ -25,6 +24,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+
+from agentloop_graph.checks import check_count, check_seconds
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -79,7 +80,8 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """The command's parsers (its subcommand's too): the epilog, and usage errors as one line."""
+    """The command's parsers (its subcommand's too): the epilog, and usage errors as a
+    `CliError` (one line)."""
 
     def __init__(self, **options: Any) -> None:
         formatter = argparse.RawDescriptionHelpFormatter
@@ -87,7 +89,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         # Exit status 2 means a partial run here, so usage errors exit 1 like other errors.
-        self.exit(1, f"agentloop: error: {message} (see `{self.prog} --help`)\n")
+        raise CliError(f"{message} (see `{self.prog} --help`)")
 
 
 class _Version(argparse.Action):
@@ -100,28 +102,44 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
-def _checked(convert: Callable[[str], Any], ok: Callable[[Any], object], problem: str) -> Any:
-    """An argparse `type`: `convert(text)` if that works and is `ok`, else the usage
-    error `problem` (formatted with the text)."""
+def _checked(convert: Callable[[str], Any], check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse `type`: the text converted, then range-checked by `agentloop_graph.checks`
+    (the library's own checks, so the command and the library say the same); text that does
+    not convert goes to the check as it is, which refuses it quoting it."""
 
     def parse(text: str) -> Any:
-        with contextlib.suppress(ValueError):
-            if ok(value := convert(text)):
-                return value
-        raise argparse.ArgumentTypeError(problem.format(text))
+        try:
+            value = convert(text)
+        except ValueError:
+            value = text
+        try:
+            return check(value)
+        except ValueError as exc:
+            # Raised as it is (not as an ArgumentTypeError), argparse prints the check's own
+            # sentence, which names the flag, instead of naming the flag twice.
+            raise argparse.ArgumentError(None, str(exc)) from None
 
     return parse
 
 
-_TASK = _checked(str, str.strip, "the task is empty: describe what the loop should do")
-_POSITIVE = _checked(int, lambda n: n >= 1, "must be a whole number >= 1, got {!r}")
-_WHOLE = _checked(int, lambda n: n >= 0, "must be a whole number >= 0, got {!r}")
-_SECONDS = _checked(float, lambda s: 0 < s < math.inf, "must be a number of seconds > 0, got {!r}")
-_URL = _checked(
-    str,
-    lambda url: url.startswith(("http://", "https://")) and bool(url.split("//", 1)[1]),
-    "must be an http:// or https:// URL, got {!r}",
-)
+def _at_least(flag: str, minimum: int) -> Callable[[str], Any]:
+    return _checked(int, lambda value: check_count(flag, value, minimum))
+
+
+def _seconds(flag: str) -> Callable[[str], Any]:
+    return _checked(float, lambda value: check_seconds(flag, value))
+
+
+def _task(text: str) -> str:
+    if text.strip():
+        return text
+    raise argparse.ArgumentTypeError("the task is empty: describe what the loop should do")
+
+
+def _url(text: str) -> str:
+    if text.startswith(("http://", "https://")) and text.split("//", 1)[1]:
+        return text
+    raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
 
 
 _HELP = {
@@ -158,7 +176,7 @@ _HELP = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `agentloop` argument parser; its usage errors exit 1 after one error line."""
+    """The `agentloop` argument parser; its usage errors raise `CliError`."""
     parser = _Parser(
         prog="agentloop",
         description="Plan a task into steps, run them one by one with a chat model,\n"
@@ -176,22 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     def option(group: Any, flag: str, **how: Any) -> None:
         group.add_argument(flag, help=_HELP[flag], **how)
 
-    run.add_argument("task", metavar="TASK", type=_TASK, help="what the loop should do")
+    run.add_argument("task", metavar="TASK", type=_task, help="what the loop should do")
     option(run, "--model")
-    option(run, "--max-steps", type=_POSITIVE, metavar="N")
-    option(run, "--max-adaptations", type=_WHOLE, metavar="N")
-    option(run, "--max-replans", type=_WHOLE, metavar="N")
+    option(run, "--max-steps", type=_at_least("--max-steps", 1), metavar="N")
+    option(run, "--max-adaptations", type=_at_least("--max-adaptations", 0), metavar="N")
+    option(run, "--max-replans", type=_at_least("--max-replans", 0), metavar="N")
     option(run, "--parallel", action="store_true", default=None)
-    option(run, "--max-parallel", type=_POSITIVE, metavar="N")
-    option(run, "--step-timeout", type=_SECONDS, metavar="SECONDS")
+    option(run, "--max-parallel", type=_at_least("--max-parallel", 1), metavar="N")
+    option(run, "--step-timeout", type=_seconds("--step-timeout"), metavar="SECONDS")
     option(run, "--ollama-host", metavar="URL")
     option(run, "--approve", action="store_true", dest="approve_plan", default=None)
     budget = run.add_argument_group("budget", _HELP["budget"])
-    option(budget, "--max-model-calls", type=_POSITIVE, metavar="N")
-    option(budget, "--max-tokens", type=_POSITIVE, metavar="N")
-    option(budget, "--max-seconds", type=_SECONDS, metavar="S")
+    option(budget, "--max-model-calls", type=_at_least("--max-model-calls", 1), metavar="N")
+    option(budget, "--max-tokens", type=_at_least("--max-tokens", 1), metavar="N")
+    option(budget, "--max-seconds", type=_seconds("--max-seconds"), metavar="S")
     server = run.add_argument_group("server")
-    option(server, "--url", type=_URL, metavar="URL")
+    option(server, "--url", type=_url, metavar="URL")
     option(server, "--assistant", metavar="ID")
     output = run.add_mutually_exclusive_group()
     option(output, "--stream", action="store_true")
@@ -766,7 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "the server's OLLAMA_HOST"
                 )
         except SystemExit as stop:
-            # --help and usage errors end parsing; hand their status back instead of exiting.
+            # --help and --version end parsing; hand their status back instead of exiting.
             return stop.code if isinstance(stop.code, int) else 1
         args.url = args.url and args.url.rstrip("/")
         args.assistant = args.assistant or DEFAULT_ASSISTANT

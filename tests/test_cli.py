@@ -22,7 +22,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Usag
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
-from agentloop_graph import cli, create_agent_loop, models, steps
+from agentloop_graph import checks, cli, create_agent_loop, models, steps
 from agentloop_graph.testing import ScriptedChatModel, Slow
 
 FAIL_STEP_2 = "Plan a picnic, fail step 2"
@@ -732,6 +732,29 @@ def test_bad_input_is_one_error_line_and_exit_1(
     assert line.startswith("agentloop: error: ")
     assert problem in line
     assert "model_provider" not in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "check"),
+    [
+        (["--max-steps", "0"], lambda: checks.check_count("--max-steps", 0, 1)),
+        (["--max-replans", "1.5"], lambda: checks.check_count("--max-replans", "1.5", 0)),
+        (["--max-tokens", "-5"], lambda: checks.check_count("--max-tokens", -5, 1)),
+        (["--step-timeout", "nan"], lambda: checks.check_seconds("--step-timeout", float("nan"))),
+        (["--max-seconds", "soon"], lambda: checks.check_seconds("--max-seconds", "soon")),
+    ],
+)
+def test_out_of_range_options_are_refused_in_the_librarys_own_words(
+    argv: list[str], check: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError) as library:
+        check()
+
+    assert cli.main(["run", "x", "--model", "demo", *argv]) == 1
+
+    assert capsys.readouterr().err == (
+        f"agentloop: error: {library.value} (see `agentloop run --help`)\n"
+    )
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
