@@ -701,7 +701,7 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
                         streamed.add(node)
                     console.token(text)
                 elif as_json:
-                    print(json.dumps(chunk), flush=True)
+                    _emit(chunk)
                 else:
                     spending.update(chunk)
                     parallel = parallel or "dependencies" in chunk
@@ -769,13 +769,28 @@ def exit_status(status: str | None) -> int:
     return {"completed": 0, "partial": 2}.get(status or "", 1)
 
 
+def _emit(event: Mapping[str, Any]) -> None:
+    """Print one JSON line on stdout (`--json`)."""
+    print(json.dumps(event), flush=True)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for `--json`, before (or without) parsing it."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in options
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `agentloop` console script; the exit status. `argv` None (as the script calls
-    it) reads `sys.argv[1:]` and makes this the process's own entry point."""
+    it) reads `sys.argv[1:]` and makes this the process's own entry point. Under `--json`
+    a run that fails to start or finish ends stdout with an `error` event."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    as_json = _wants_json(words)
     try:
         try:
             parser = build_parser()
-            args = parser.parse_args(argv)
+            args = parser.parse_args(words)
+            as_json = args.json
             if args.url is None and args.assistant is not None:
                 parser.error("--assistant needs --url: it names a graph on a server")
             if args.url is not None and args.ollama_host is not None:
@@ -791,9 +806,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except CliError as exc:
         # Some library messages span lines; the contract is one line per error.
-        print(f"agentloop: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        message = " ".join(str(exc).split())
+        print(f"agentloop: error: {message}", file=sys.stderr, flush=True)
+        if as_json:
+            _emit({"event": "error", "error": message})
     except KeyboardInterrupt:
         print("agentloop: interrupted", file=sys.stderr, flush=True)
+        if as_json:
+            _emit({"event": "error", "error": "interrupted"})
         if argv is None:
             # The abandoned run's thread may be mid-call or mid-import, and tearing down a
             # process with LangChain loaded can take seconds: leave at once instead.

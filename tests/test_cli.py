@@ -757,6 +757,79 @@ def test_out_of_range_options_are_refused_in_the_librarys_own_words(
     )
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        # Refused by the parser, and after it.
+        ["run", "x", "--model", "demo", "--max-steps", "0", "--json"],
+        ["run", "x", "--model", "demo", "--assistant", "other", "--json"],
+        ["run", "--json"],
+    ],
+)
+def test_under_json_a_refused_command_line_ends_with_an_error_event(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(argv) == 1
+
+    out, err = capsys.readouterr()
+    (line,) = err.splitlines()
+    assert [json.loads(printed) for printed in out.splitlines()] == [
+        {"event": "error", "error": line.removeprefix("agentloop: error: ")}
+    ]
+
+
+def test_under_json_an_unreachable_model_server_ends_with_an_error_event(
+    local_ollama_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{_free_port()}")
+
+    assert cli.main(["run", "Plan a picnic", "--json"]) == 1
+
+    out, err = capsys.readouterr()
+    event = json.loads(out.splitlines()[-1])
+    assert event["event"] == "error"
+    assert event["error"].startswith("cannot reach the Ollama server at ")
+    assert err == f"agentloop: error: {event['error']}\n"
+
+
+def test_under_json_a_run_that_raises_ends_with_an_error_event(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def raising(answer: Any) -> Iterator[tuple[str, Any]]:
+        yield "custom", {"event": "agentic.plan_ready", "steps": ["a"], "total": 1}
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(cli, "_in_process", lambda args: raising)
+
+    assert cli.main(["run", "x", "--model", "demo", "--json"]) == 1
+
+    out, err = capsys.readouterr()
+    message = "the run stopped: RuntimeError: the database went away"
+    assert err.splitlines()[-1] == f"agentloop: error: {message}"
+    assert [json.loads(line)["event"] for line in out.splitlines()] == [
+        "agentic.plan_ready",
+        "error",
+    ]
+    assert json.loads(out.splitlines()[-1])["error"] == message
+
+
+def test_under_json_ctrl_c_ends_with_an_error_event(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_in_process", interrupted)
+
+    assert cli.main(["run", "x", "--model", "demo", "--json"]) == cli.INTERRUPTED
+
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1] == "agentloop: interrupted"
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"event": "error", "error": "interrupted"}
+    ]
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
 def test_help_exits_0(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(argv) == 0

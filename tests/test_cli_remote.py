@@ -183,10 +183,13 @@ def test_an_unreachable_server_is_one_line_naming_the_url(
     assert cli.main(["run", PICNIC, "--url", url, "--json"]) == 1
 
     out, err = capsys.readouterr()
-    assert out == ""
     (line,) = err.splitlines()
     assert line.startswith(f"agentloop: error: cannot reach the Agent Server at {url} ")
     assert "Traceback" not in err
+    # Under --json the same message ends stdout as an error event.
+    assert [json.loads(printed) for printed in out.splitlines()] == [
+        {"event": "error", "error": line.removeprefix("agentloop: error: ")}
+    ]
 
 
 def test_without_langgraph_sdk_it_says_what_to_install(
