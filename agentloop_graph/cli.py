@@ -18,11 +18,13 @@ import json
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from agentloop_graph.checks import check_count, check_seconds
@@ -50,6 +52,8 @@ CONTEXT = (
 BUDGET = ("max_model_calls", "max_tokens", "max_seconds")
 PROBE_TIMEOUT = 2.0
 PREVIEW = 80
+TASK_SHOWN = 200
+"""Characters of a one-line task the `Task:` line shows whole; a longer task is cut."""
 INDENT = "    "
 TICK = 0.1  # seconds between redraws of the activity line
 HEARTBEAT = 10.0
@@ -61,6 +65,7 @@ ALSO_FAILED = "; Adaptation also failed: "
 BUDGET_SPENT = "budget exhausted"
 STREAMED_NODES = ("executor", "summariser")
 """The phases whose tokens `--stream` shows; the plan and revisions are shown whole."""
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 _EPILOG = """\
 exit status: 0 completed, 2 partial (plan truncated or a step failed),
@@ -69,6 +74,7 @@ exit status: 0 completed, 2 partial (plan truncated or a step failed),
 examples:
   agentloop run "Plan a picnic, fail step 2" --model demo
   agentloop run "Compare three note-taking apps" --max-steps 5 --json
+  agentloop run - --model demo < task.txt
   agentloop run "Plan a picnic" --model demo --approve --stream
   agentloop run "Plan a picnic" --model demo --max-model-calls 4
   agentloop run "Plan a picnic" --url http://127.0.0.1:2024 --model demo
@@ -130,12 +136,6 @@ def _seconds(flag: str) -> Callable[[str], Any]:
     return _checked(float, lambda value: check_seconds(flag, value))
 
 
-def _task(text: str) -> str:
-    if text.strip():
-        return text
-    raise argparse.ArgumentTypeError("the task is empty: describe what the loop should do")
-
-
 def _url(text: str) -> str:
     if text.startswith(("http://", "https://")) and text.split("//", 1)[1]:
         return text
@@ -143,6 +143,8 @@ def _url(text: str) -> str:
 
 
 _HELP = {
+    "TASK": "what the loop should do; - reads it from stdin",
+    "--task-file": "read the task from the file at PATH instead",
     "--model": '"demo" (offline, deterministic), "ollama:<model>" (the Ollama server at '
     'OLLAMA_HOST) or a "provider:model" string for LangChain '
     f"(default: {DEFAULT_MODEL}; with --url, the server's)",
@@ -194,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     def option(group: Any, flag: str, **how: Any) -> None:
         group.add_argument(flag, help=_HELP[flag], **how)
 
-    run.add_argument("task", metavar="TASK", type=_task, help="what the loop should do")
+    run.add_argument("task", metavar="TASK", nargs="?", help=_HELP["TASK"])
+    option(run, "--task-file", metavar="PATH")
     option(run, "--model")
     option(run, "--max-steps", type=_at_least("--max-steps", 1), metavar="N")
     option(run, "--max-adaptations", type=_at_least("--max-adaptations", 0), metavar="N")
@@ -586,6 +589,22 @@ resumed with that answer to the plan approval; `(mode, chunk)` pairs, mode `cust
 `values` (a pause under `__interrupt__`) or `messages`."""
 
 
+def _storable(text: str) -> str:
+    """`text` with lone surrogates (bytes of an argument that were not UTF-8) as U+FFFD,
+    as the loop stores them: printing or sending them would fail."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _shown_task(task: str) -> str:
+    """The task for the `Task:` line: whole if short, else its first line cut, and its size."""
+    lines = task.splitlines()
+    if len(task) <= TASK_SHOWN and len(lines) == 1:
+        return task
+    first = " ".join(lines[0].split())[: PREVIEW - 1]
+    size = f"{len(task):,} characters" + (f", {len(lines)} lines" if len(lines) > 1 else "")
+    return f"{first}… ({size})"
+
+
 def _context(args: argparse.Namespace) -> dict[str, Any]:
     """The run's `Context` fields the command line gives, only those: a server keeps its own
     settings for the rest (its model, say)."""
@@ -738,7 +757,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(spending, quiet=args.json)
     if (args.model or (None if args.url else DEFAULT_MODEL)) == "demo":
         print(DEMO_NOTE, file=sys.stderr if args.json else sys.stdout, flush=True)
-    console.say(f"Task: {args.task}")
+    console.say(f"Task: {_shown_task(args.task)}")
     if args.url:
         console.say(f"Server: {args.url} ({args.assistant})")
     console.working("starting")
@@ -769,6 +788,43 @@ def exit_status(status: str | None) -> int:
     return {"completed": 0, "partial": 2}.get(status or "", 1)
 
 
+def _read_task(args: argparse.Namespace) -> str:
+    """The task from TASK, stdin (`-`) or `--task-file`, whichever one names it."""
+    usage = " (see `agentloop run --help`)"
+    sources = {"TASK": args.task not in (None, "-"), "-": args.task == "-"}
+    given = [name for name, used in {**sources, "--task-file": args.task_file}.items() if used]
+    if len(given) != 1:
+        problem = (
+            f"give the task once ({' and '.join(given)} both do)" if given else "give the task"
+        )
+        raise CliError(f"{problem}: as TASK, - (stdin) or --task-file PATH{usage}")
+    data: str | bytes = args.task
+    if args.task == "-" and args.approve_plan:
+        raise CliError(
+            "--approve reads its answers from stdin, so the task cannot come from there "
+            "too: give it as TASK or with --task-file PATH"
+        )
+    if args.task == "-":
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    elif args.task_file is not None:
+        try:
+            data = Path(args.task_file).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read --task-file {args.task_file}: {exc.strerror}") from None
+    text = data.decode("utf-8-sig", "replace") if isinstance(data, bytes) else _storable(data)
+    if not text.strip():
+        raise CliError(f"the task is empty: describe what the loop should do{usage}")
+    return text.strip()
+
+
+def _replace_unprintable() -> None:
+    """Print what the terminal cannot show as `?` instead of failing on it (a model's answer,
+    a path given in bytes that are not UTF-8)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="replace")  # type: ignore[union-attr]
+
+
 def _emit(event: Mapping[str, Any]) -> None:
     """Print one JSON line on stdout (`--json`)."""
     print(json.dumps(event), flush=True)
@@ -784,6 +840,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The `agentloop` console script; the exit status. `argv` None (as the script calls
     it) reads `sys.argv[1:]` and makes this the process's own entry point. Under `--json`
     a run that fails to start or finish ends stdout with an `error` event."""
+    _replace_unprintable()
     words = sys.argv[1:] if argv is None else list(argv)
     as_json = _wants_json(words)
     try:
@@ -802,6 +859,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # --help and --version end parsing; hand their status back instead of exiting.
             return stop.code if isinstance(stop.code, int) else 1
         args.url = args.url and args.url.rstrip("/")
+        args.task = _read_task(args)
         args.assistant = args.assistant or DEFAULT_ASSISTANT
         return run(args)
     except CliError as exc:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -716,7 +717,10 @@ def test_a_provider_without_its_api_key_says_what_to_set(
         (["run", "Plan a picnic", "--model", "nonsense"], "'nonsense' is not a model string"),
         (["run", "Plan a picnic", "--model", "ollama:"], "'ollama:' is not a model string"),
         (["run", "x", "--model", "nonsense:x"], "names no provider LangChain knows"),
-        (["run"], "TASK"),
+        (["run"], "give the task: as TASK, - (stdin) or --task-file PATH (see `agentloop run"),
+        (["run", "x", "--task-file", "t.txt"], "give the task once (TASK and --task-file both do)"),
+        (["run", "--task-file", "/no/such/file"], "cannot read --task-file /no/such/file: "),
+        (["run", "-", "--approve"], "--approve reads its answers from stdin"),
         ([], "COMMAND"),
         (["walk", "Plan a picnic"], "invalid choice: 'walk'"),
     ],
@@ -828,6 +832,48 @@ def test_under_json_ctrl_c_ends_with_an_error_event(
     assert [json.loads(line) for line in out.splitlines()] == [
         {"event": "error", "error": "interrupted"}
     ]
+
+
+# --- the task -----------------------------------------------------------------------
+
+
+def test_the_task_can_come_from_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _answers(monkeypatch, "  Plan a picnic\n")
+
+    assert cli.main(["run", "-", "--model", "demo"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "Task: Plan a picnic"
+    assert "Summary: Plan a picnic: Completed 4/4 steps." in lines
+
+
+def test_a_long_task_from_a_file_runs_whole_and_is_shown_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = "Plan a picnic for the whole team\n" + "\n".join(f"- bring {i}" for i in range(40))
+    path = tmp_path / "task.txt"
+    path.write_text(task + "\n", encoding="utf-8")
+    argv = ["run", "--task-file", str(path), "--model", "demo"]
+
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        lines[1] == f"Task: Plan a picnic for the whole team… ({len(task):,} characters, 41 lines)"
+    )
+
+    assert cli.main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["task"] == task
+
+
+def test_a_long_one_line_task_is_cut_on_the_task_line(capsys: pytest.CaptureFixture[str]) -> None:
+    task = "Plan a picnic " + "and then some more " * 12
+
+    assert cli.main(["run", task, "--model", "demo", "--max-steps", "1"]) == 0
+
+    shown = capsys.readouterr().out.splitlines()[1]
+    assert shown == f"Task: {task[: cli.PREVIEW - 1]}… ({len(task.strip()):,} characters)"
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])

@@ -6,6 +6,7 @@ script runs it: `main()` reading `sys.argv`.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -254,3 +255,34 @@ def test_installed_console_script_runs_the_demo() -> None:
     assert "↻ adapted:" in done.stdout
     assert "Status: completed" in done.stdout
     assert done.stderr == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "encoding"),
+    [([], "utf-8"), (["--stream"], "utf-8"), (["--json"], "utf-8"), ([], "ascii")],
+)
+def test_a_task_in_bytes_that_are_not_utf8_runs_without_a_traceback(
+    mode: list[str], encoding: str
+) -> None:
+    # What `agentloop run "$(printf 'Plan a picnic \xff\xfe')"` passes: the shell's bytes.
+    argv = [b"run", b"Plan a picnic \xff\xfe", b"--model", b"demo", *map(str.encode, mode)]
+    done = subprocess.run(
+        [sys.executable, "-m", "agentloop_graph.cli", *argv],
+        capture_output=True,
+        env={**ENV, "PYTHONIOENCODING": encoding},
+        timeout=WAIT,
+        check=False,
+    )
+
+    out, err = done.stdout.decode(encoding), done.stderr.decode(encoding)
+    assert done.returncode == 0, err
+    assert "Traceback" not in err
+    shown = "Plan a picnic \ufffd\ufffd" if encoding == "utf-8" else "Plan a picnic ??"
+    if mode == ["--json"]:
+        events = [json.loads(line) for line in out.splitlines()]
+        assert events[0]["task"] == "Plan a picnic \ufffd\ufffd"
+        assert events[-1]["status"] == "completed"
+    else:
+        assert f"Task: {shown}\n" in out
+        assert "Status: completed" in out
