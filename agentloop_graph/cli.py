@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TextIO
 
 from agentloop_graph.checks import check_count, check_seconds
 
@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "ollama:llama3.2"
 """`agentloop_graph.models.DEFAULT_MODEL` (a test keeps them equal): importing it from there
 would load LangChain just to print `--help`."""
+MODEL_ENV = "AGENTLOOP_MODEL"
+"""The environment variable naming the default model of local runs (`--model` wins)."""
+MODEL_SERVER_TIMEOUT = 300.0
+"""Seconds each model call may take by default when the model talks to a server, so a
+server that stops answering cannot hang the terminal (`--model-timeout` changes it)."""
 DEFAULT_MAX_STEPS = 10
 DEFAULT_MAX_ADAPTATIONS = 1
 DEFAULT_ASSISTANT = "agent_loop"  # the graph id `langgraph.json` gives the loop
@@ -50,6 +55,8 @@ CONTEXT = (
     "approve_plan",
 )
 BUDGET = ("max_model_calls", "max_tokens", "max_seconds")
+RUN_OPTIONS = (*CONTEXT, *BUDGET, "ollama_host", "model_timeout")
+"""The options of a local run that `run` starts it with."""
 PROBE_TIMEOUT = 2.0
 PREVIEW = 80
 TASK_SHOWN = 200
@@ -147,7 +154,7 @@ _HELP = {
     "--task-file": "read the task from the file at PATH instead",
     "--model": '"demo" (offline, deterministic), "ollama:<model>" (the Ollama server at '
     'OLLAMA_HOST) or a "provider:model" string for LangChain '
-    f"(default: {DEFAULT_MODEL}; with --url, the server's)",
+    f"(default: ${MODEL_ENV}, else {DEFAULT_MODEL}; with --url, the server's)",
     "--max-steps": "longest plan to run; a longer plan is cut and the run is partial "
     f"(default: {DEFAULT_MAX_STEPS})",
     "--max-adaptations": "revisions allowed per failed step; 0 lets a failed step stay failed "
@@ -159,6 +166,8 @@ _HELP = {
     "--max-parallel": "steps a --parallel run may run at once (default: 4)",
     "--step-timeout": "time allowed per attempt at a step; a slower attempt fails "
     "(default: no limit)",
+    "--model-timeout": "time allowed per model call; a slower call fails (default: "
+    f"{MODEL_SERVER_TIMEOUT:g} for models on a server, none for demo; not with --url)",
     "--ollama-host": "the Ollama server for ollama: models, instead of OLLAMA_HOST "
     "(host, host:port or a URL; default port 11434)",
     "--approve": "show the plan and ask before running it: y runs it, e edits it "
@@ -205,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     option(run, "--parallel", action="store_true", default=None)
     option(run, "--max-parallel", type=_at_least("--max-parallel", 1), metavar="N")
     option(run, "--step-timeout", type=_seconds("--step-timeout"), metavar="SECONDS")
+    option(run, "--model-timeout", type=_seconds("--model-timeout"), metavar="SECONDS")
     option(run, "--ollama-host", metavar="URL")
     option(run, "--approve", action="store_true", dest="approve_plan", default=None)
     budget = run.add_argument_group("budget", _HELP["budget"])
@@ -238,18 +248,21 @@ def check_server(url: str) -> None:
     _probe(url, "/info", "Agent Server", "; start it (langgraph dev, Aegra) or check --url")
 
 
-def connect(spec: str, *, ollama_host: str | None = None) -> tuple[str, dict[str, Any]]:
-    """The `--model` string, once it names a model and its server answers when it is
-    Ollama, with the `model_options` that point it there; a `CliError` saying what to set
-    or install when there is none. The loop builds each phase's model from the string,
-    with its defaults (an Ollama model's answer caps, its stop on repetition)."""
+def connect(
+    spec: str, *, ollama_host: str | None = None, argument: str = "--model"
+) -> tuple[str, dict[str, Any]]:
+    """The model string, once it names a model and its server answers when it is Ollama,
+    with the `model_options` that point it there; a `CliError` saying what to set or
+    install when there is none (`argument`: what named the model). The loop builds each
+    phase's model from the string, with its defaults (an Ollama model's answer caps, its
+    stop on repetition)."""
     from agentloop_graph.models import ollama_base_url, resolve_model
 
     options: dict[str, Any] = {}
     try:
         if spec.startswith("ollama:"):
             options["base_url"] = ollama_base_url(ollama_host, argument="--ollama-host")
-        resolve_model(spec, argument="--model", options=options)
+        resolve_model(spec, argument=argument, options=options)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
     if "base_url" in options:
@@ -589,6 +602,16 @@ resumed with that answer to the plan approval; `(mode, chunk)` pairs, mode `cust
 `values` (a pause under `__interrupt__`) or `messages`."""
 
 
+class Prepared(NamedTuple):
+    """A run ready to go: its legs, and what to say before it starts."""
+
+    leg: Leg
+    model: str | None = None
+    """The model string of a local run."""
+    server: str | None = None
+    """Where the model's server is, when the command knows (Ollama's URL)."""
+
+
 def _storable(text: str) -> str:
     """`text` with lone surrogates (bytes of an argument that were not UTF-8) as U+FFFD,
     as the loop stores them: printing or sending them would fail."""
@@ -605,16 +628,44 @@ def _shown_task(task: str) -> str:
     return f"{first}… ({size})"
 
 
-def _context(args: argparse.Namespace) -> dict[str, Any]:
-    """The run's `Context` fields the command line gives, only those: a server keeps its own
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options given on the command line, only those."""
+    return {name: value for name in RUN_OPTIONS if (value := getattr(args, name)) is not None}
+
+
+def _local_options(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The options of a local run, its model included; and what named the model, for
+    messages."""
+    options = _given(args)
+    named_by = "--model"
+    if "model" not in options:
+        if model := os.environ.get(MODEL_ENV, "").strip():
+            named_by = MODEL_ENV
+        options["model"] = model or DEFAULT_MODEL
+    return options, named_by
+
+
+def _refuse_unusable(args: argparse.Namespace, options: Mapping[str, Any], named_by: str) -> None:
+    """A `CliError` for an option given now that the run could not use."""
+    if args.max_parallel is not None and not options.get("parallel"):
+        raise CliError(
+            "--max-parallel needs --parallel: it caps the steps a parallel run runs at once"
+        )
+    model = options.get("model")
+    if args.ollama_host is not None and model is not None and not model.startswith("ollama:"):
+        raise CliError(f"--ollama-host is for ollama: models, and {named_by} {model!r} is not one")
+
+
+def _context(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's `Context` fields among `options`, only those: a server keeps its own
     settings for the rest (its model, say)."""
-    context = {name: value for name in CONTEXT if (value := getattr(args, name)) is not None}
-    if budget := {name: value for name in BUDGET if (value := getattr(args, name)) is not None}:
+    context = {name: options[name] for name in CONTEXT if name in options}
+    if budget := {name: options[name] for name in BUDGET if name in options}:
         context["budget"] = budget
     return context
 
 
-def _in_process(args: argparse.Namespace) -> Leg:
+def _in_process(args: argparse.Namespace) -> Prepared:
     """Builds the loop (imports, model) and returns legs of a run of it in this process."""
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
@@ -622,16 +673,26 @@ def _in_process(args: argparse.Namespace) -> Leg:
     from agentloop_graph.budget import Budget
     from agentloop_graph.graph import create_agent_loop
 
-    defaults = {"max_steps": DEFAULT_MAX_STEPS, "max_adaptations": DEFAULT_MAX_ADAPTATIONS}
-    settings: dict[str, Any] = {**defaults, **_context(args)}
-    model, options = connect(settings.pop("model", DEFAULT_MODEL), ollama_host=args.ollama_host)
+    options, named_by = _local_options(args)
+    spec = options["model"]
+    host = options.get("ollama_host") if spec.startswith("ollama:") else None
+    model, model_options = connect(spec, ollama_host=host, argument=named_by)
+    settings: dict[str, Any] = {
+        "max_steps": DEFAULT_MAX_STEPS,
+        "max_adaptations": DEFAULT_MAX_ADAPTATIONS,
+    }
+    settings.update(_context(options))
+    del settings["model"]
     if "budget" in settings:
         settings["budget"] = Budget(**settings["budget"])
     if settings.get("approve_plan"):
         # Plan approval pauses the run; resuming it needs the paused run's checkpoint.
         settings["checkpointer"] = InMemorySaver()
+    timeout = options.get("model_timeout", None if spec == "demo" else MODEL_SERVER_TIMEOUT)
     try:
-        graph = create_agent_loop(model, model_options=options, **settings)
+        graph = create_agent_loop(
+            model, model_options=model_options, model_timeout=timeout, **settings
+        )
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
     config: RunnableConfig = {"configurable": {"thread_id": uuid.uuid4().hex}}
@@ -641,10 +702,10 @@ def _in_process(args: argparse.Namespace) -> Leg:
         start: Any = {"task": args.task} if answer is None else Command(resume=answer)
         return graph.stream(start, config, stream_mode=modes)
 
-    return leg
+    return Prepared(leg, model=spec, server=model_options.get("base_url"))
 
 
-def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Leg:
+def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Prepared:
     """A client of the Agent Server at `args.url`, once it answers (closed with `stack`),
     and legs of a run on one thread it creates there."""
     try:
@@ -655,7 +716,7 @@ def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Leg:
 
     check_server(args.url)
     client: Any = stack.enter_context(get_sync_client(url=args.url))
-    context = _context(args)
+    context = _context(_given(args))
     # A server sends message chunks with their metadata as "messages-tuple".
     modes = ["custom", "values", *(["messages-tuple"] if args.stream else [])]
     thread: list[str] = []
@@ -693,7 +754,7 @@ def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Leg:
             reason = str(exc) or type(exc).__name__
             raise CliError(f"lost the Agent Server at {args.url}: {reason}") from None
 
-    return leg
+    return Prepared(leg)
 
 
 def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> Mapping[str, Any]:
@@ -755,7 +816,8 @@ def run(args: argparse.Namespace) -> int:
     On Ctrl-C (`KeyboardInterrupt`) the terminal is left at the start of a clean line."""
     spending = Spending()
     console = Console(spending, quiet=args.json)
-    if (args.model or (None if args.url else DEFAULT_MODEL)) == "demo":
+    local_model = os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
+    if (args.model or (None if args.url else local_model)) == "demo":
         print(DEMO_NOTE, file=sys.stderr if args.json else sys.stdout, flush=True)
     console.say(f"Task: {_shown_task(args.task)}")
     if args.url:
@@ -765,10 +827,13 @@ def run(args: argparse.Namespace) -> int:
     library.addHandler(console)
     try:
         with contextlib.ExitStack() as stack:
-            (leg,) = in_background(
+            (prepared,) = in_background(
                 lambda: [_on_server(args, stack) if args.url else _in_process(args)], console
             )
-            output = _drive(leg, spending, console, as_json=args.json)
+            if prepared.model not in (None, "demo"):
+                where = f" at {prepared.server}" if prepared.server else ""
+                console.say(f"Model: {prepared.model}{where}")
+            output = _drive(prepared.leg, spending, console, as_json=args.json)
     finally:
         library.removeHandler(console)
         console.finish()
@@ -817,6 +882,27 @@ def _read_task(args: argparse.Namespace) -> str:
     return text.strip()
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Refuse, as a `CliError`, what the `run` command line asks for that cannot work."""
+    usage = " (see `agentloop run --help`)"
+    if args.url is None and args.assistant is not None:
+        raise CliError(f"--assistant needs --url: it names a graph on a server{usage}")
+    local_only = {
+        "--ollama-host": (args.ollama_host, "the server's graph uses the server's OLLAMA_HOST"),
+        "--model-timeout": (
+            args.model_timeout,
+            "the server's graph sets its own (a run's context has no such field)",
+        ),
+    }
+    for flag, (value, why) in local_only.items():
+        if args.url is not None and value is not None:
+            raise CliError(f"{flag} is for local runs; with --url {why}{usage}")
+    if args.url is not None:
+        _refuse_unusable(args, _given(args), "--model")
+    else:
+        _refuse_unusable(args, *_local_options(args))
+
+
 def _replace_unprintable() -> None:
     """Print what the terminal cannot show as `?` instead of failing on it (a model's answer,
     a path given in bytes that are not UTF-8)."""
@@ -848,17 +934,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = build_parser()
             args = parser.parse_args(words)
             as_json = args.json
-            if args.url is None and args.assistant is not None:
-                parser.error("--assistant needs --url: it names a graph on a server")
-            if args.url is not None and args.ollama_host is not None:
-                parser.error(
-                    "--ollama-host is for local runs; with --url the server's graph uses "
-                    "the server's OLLAMA_HOST"
-                )
         except SystemExit as stop:
             # --help and --version end parsing; hand their status back instead of exiting.
             return stop.code if isinstance(stop.code, int) else 1
         args.url = args.url and args.url.rstrip("/")
+        _check(args)
         args.task = _read_task(args)
         args.assistant = args.assistant or DEFAULT_ASSISTANT
         return run(args)

@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Usag
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
-from agentloop_graph import checks, cli, create_agent_loop, models, steps
+from agentloop_graph import checks, cli, create_agent_loop, graph, models, steps
 from agentloop_graph.testing import ScriptedChatModel, Slow
 
 FAIL_STEP_2 = "Plan a picnic, fail step 2"
@@ -127,7 +127,7 @@ def test_the_task_is_printed_before_planning_begins(
 
     cli.main(["run", "the task"])
 
-    assert seen == ["Task: the task\n"]
+    assert seen == ["Task: the task\nModel: ollama:llama3.2\n"]
 
 
 def test_json_prints_only_the_progress_events_in_order(
@@ -649,6 +649,10 @@ def test_reachable_ollama_whose_model_fails_reports_planning_failure(
     assert cli.main(["run", "Plan a picnic", "--model", "ollama:llama3.2"]) == 1
 
     out, err = capsys.readouterr()
+    # Before the run: the model and its server.
+    assert out.startswith(
+        f"Task: Plan a picnic\nModel: ollama:llama3.2 at http://{broken_ollama}\n"
+    )
     assert "Summary: Planning failed:" in out
     assert "model runner crashed" in out
     assert "Status: failed" in out
@@ -717,6 +721,20 @@ def test_a_provider_without_its_api_key_says_what_to_set(
         (["run", "Plan a picnic", "--model", "nonsense"], "'nonsense' is not a model string"),
         (["run", "Plan a picnic", "--model", "ollama:"], "'ollama:' is not a model string"),
         (["run", "x", "--model", "nonsense:x"], "names no provider LangChain knows"),
+        (["run", "x", "--model", "demo", "--max-parallel", "2"], "--max-parallel needs --parallel"),
+        (
+            ["run", "x", "--model", "demo", "--ollama-host", "h"],
+            "--ollama-host is for ollama: models, and --model 'demo' is not one",
+        ),
+        (
+            ["run", "x", "--model", "openai:gpt-4o-mini", "--ollama-host", "h"],
+            "--ollama-host is for ollama: models, and --model 'openai:gpt-4o-mini' is not one",
+        ),
+        (
+            ["run", "x", "--url", "http://h:1", "--model-timeout", "5"],
+            "--model-timeout is for local",
+        ),
+        (["run", "x", "--model", "demo", "--model-timeout", "0"], "--model-timeout must be"),
         (["run"], "give the task: as TASK, - (stdin) or --task-file PATH (see `agentloop run"),
         (["run", "x", "--task-file", "t.txt"], "give the task once (TASK and --task-file both do)"),
         (["run", "--task-file", "/no/such/file"], "cannot read --task-file /no/such/file: "),
@@ -803,7 +821,7 @@ def test_under_json_a_run_that_raises_ends_with_an_error_event(
         yield "custom", {"event": "agentic.plan_ready", "steps": ["a"], "total": 1}
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(cli, "_in_process", lambda args: raising)
+    monkeypatch.setattr(cli, "_in_process", lambda args: cli.Prepared(raising))
 
     assert cli.main(["run", "x", "--model", "demo", "--json"]) == 1
 
@@ -834,7 +852,7 @@ def test_under_json_ctrl_c_ends_with_an_error_event(
     ]
 
 
-# --- the task -----------------------------------------------------------------------
+# --- the task and the model ----------------------------------------------------------
 
 
 def test_the_task_can_come_from_stdin(
@@ -874,6 +892,50 @@ def test_a_long_one_line_task_is_cut_on_the_task_line(capsys: pytest.CaptureFixt
 
     shown = capsys.readouterr().out.splitlines()[1]
     assert shown == f"Task: {task[: cli.PREVIEW - 1]}… ({len(task.strip()):,} characters)"
+
+
+def test_agentloop_model_is_the_default_model_and_model_wins(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(cli.MODEL_ENV, "demo")
+    assert cli.main(["run", "Plan a picnic"]) == 0
+    assert capsys.readouterr().out.startswith(f"{cli.DEMO_NOTE}\nTask: Plan a picnic\n")
+
+    monkeypatch.setenv(cli.MODEL_ENV, "nonsense")
+    assert cli.main(["run", "Plan a picnic", "--model", "demo"]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["run", "Plan a picnic"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("agentloop: error: AGENTLOOP_MODEL 'nonsense' is not a model string")
+
+
+@pytest.mark.parametrize(
+    ("argv", "timeout"),
+    [
+        # A model on a server gets a time limit per call, so a hung server cannot hang us.
+        ([], cli.MODEL_SERVER_TIMEOUT),
+        (["--model-timeout", "7.5"], 7.5),
+        (["--model", "demo"], None),
+        (["--model", "demo", "--model-timeout", "2"], 2.0),
+    ],
+)
+def test_each_model_call_has_a_time_limit_when_the_model_is_on_a_server(
+    argv: list[str], timeout: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[dict[str, Any]] = []
+
+    def create(model: Any, **options: Any) -> Any:
+        built.append(options)
+        return create_agent_loop(model, **options)
+
+    monkeypatch.setattr(graph, "create_agent_loop", create)
+    if "demo" not in argv:
+        _use_model(monkeypatch, ScriptedChatModel(responses={"planner": ["1. a"], None: ["ok"]}))
+
+    assert cli.main(["run", "one thing", *argv]) == 0
+
+    assert [options["model_timeout"] for options in built] == [timeout]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])

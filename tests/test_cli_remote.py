@@ -173,6 +173,18 @@ def test_a_run_the_server_ends_in_an_error_is_one_line(
     )
 
 
+def test_agentloop_model_is_the_local_default_only(
+    fake_server: _Client, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The server's graphs read AGENTLOOP_MODEL on the server's side; the client's stays here.
+    monkeypatch.setenv(cli.MODEL_ENV, "nonsense")
+
+    assert cli.main(["run", PICNIC, "--url", "http://server:2024"]) == 0
+
+    (request,) = fake_server.runs.requests
+    assert request["context"] == {}
+
+
 def test_an_unreachable_server_is_one_line_naming_the_url(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
