@@ -5,8 +5,11 @@ at once. A run's work (imports, model calls) happens on a background thread whil
 main thread prints, keeps the activity line alive and takes Ctrl-C: the interrupt then
 always lands in this module's own waiting, never inside a library's locks.
 
-With `--url` the run goes to an Agent Server (`langgraph dev`, Aegra, LangSmith
-Deployments) through `langgraph-sdk`, and its progress is shown the same way.
+With `--db` a run's checkpoints go to a SQLite file or a PostgreSQL database, so a run
+that was killed, interrupted or left waiting for plan approval can be finished later by
+`agentloop resume` (see `cli_runs.py`). With `--url` the run goes to an Agent Server
+(`langgraph dev`, Aegra, LangSmith Deployments) through `langgraph-sdk`, and its progress
+is shown the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import os
 import queue
 import re
+import shlex
 import sys
 import threading
 import time
@@ -27,7 +31,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TextIO
 
+from agentloop_graph import cli_runs
 from agentloop_graph.checks import check_count, check_seconds
+from agentloop_graph.cli_runs import ThreadRun
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -43,6 +49,7 @@ server that stops answering cannot hang the terminal (`--model-timeout` changes 
 DEFAULT_MAX_STEPS = 10
 DEFAULT_MAX_ADAPTATIONS = 1
 DEFAULT_ASSISTANT = "agent_loop"  # the graph id `langgraph.json` gives the loop
+DEFAULT_LIMIT = 20
 DEMO_NOTE = "Using the offline demo model (deterministic, for trying the loop)."
 CONTEXT = (
     "model",
@@ -56,7 +63,8 @@ CONTEXT = (
 )
 BUDGET = ("max_model_calls", "max_tokens", "max_seconds")
 RUN_OPTIONS = (*CONTEXT, *BUDGET, "ollama_host", "model_timeout")
-"""The options of a local run that `run` starts it with."""
+"""The options of a local run: what `run` starts it with, a durable run keeps with its
+thread and `resume` may change."""
 PROBE_TIMEOUT = 2.0
 PREVIEW = 80
 TASK_SHOWN = 200
@@ -66,6 +74,8 @@ TICK = 0.1  # seconds between redraws of the activity line
 HEARTBEAT = 10.0
 """Seconds of silence after which output that is not a terminal gets a still-working line."""
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+WAITING = 3
+"""The exit status of a run left waiting for plan approval (`--approve --db`, no answer)."""
 INTERRUPTED = 130
 ALSO_FAILED = "; Adaptation also failed: "
 """How a failed step's error joins its first failure and its last (`steps.ALSO_FAILED`)."""
@@ -76,7 +86,8 @@ _SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 _EPILOG = """\
 exit status: 0 completed, 2 partial (plan truncated or a step failed),
-1 failed, plan cancelled (--approve) or error, 130 interrupted (Ctrl-C).
+1 failed, plan cancelled (--approve) or error, 3 waiting for plan approval
+(--approve --db with no answer), 130 interrupted (Ctrl-C).
 
 examples:
   agentloop run "Plan a picnic, fail step 2" --model demo
@@ -84,6 +95,9 @@ examples:
   agentloop run - --model demo < task.txt
   agentloop run "Plan a picnic" --model demo --approve --stream
   agentloop run "Plan a picnic" --model demo --max-model-calls 4
+  agentloop run "Plan a picnic" --db runs.db
+  agentloop resume THREAD --db runs.db
+  agentloop runs --db runs.db
   agentloop run "Plan a picnic" --url http://127.0.0.1:2024 --model demo
 """
 
@@ -93,8 +107,8 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """The command's parsers (its subcommand's too): the epilog, and usage errors as a
-    `CliError` (one line)."""
+    """The command's parsers (its subcommands' too): the epilog, and usage errors as a
+    `CliError` (one line, and under `--json` an error event)."""
 
     def __init__(self, **options: Any) -> None:
         formatter = argparse.RawDescriptionHelpFormatter
@@ -154,7 +168,8 @@ _HELP = {
     "--task-file": "read the task from the file at PATH instead",
     "--model": '"demo" (offline, deterministic), "ollama:<model>" (the Ollama server at '
     'OLLAMA_HOST) or a "provider:model" string for LangChain '
-    f"(default: ${MODEL_ENV}, else {DEFAULT_MODEL}; with --url, the server's)",
+    f"(default: ${MODEL_ENV}, else {DEFAULT_MODEL}; with --url, the server's; "
+    "on resume, the run's)",
     "--max-steps": "longest plan to run; a longer plan is cut and the run is partial "
     f"(default: {DEFAULT_MAX_STEPS})",
     "--max-adaptations": "revisions allowed per failed step; 0 lets a failed step stay failed "
@@ -171,19 +186,53 @@ _HELP = {
     "--ollama-host": "the Ollama server for ollama: models, instead of OLLAMA_HOST "
     "(host, host:port or a URL; default port 11434)",
     "--approve": "show the plan and ask before running it: y runs it, e edits it "
-    "(type new steps, one per line, then an empty line), n cancels (exit status 1)",
+    "(type new steps, one per line, then an empty line), n cancels (exit status 1); "
+    "with --db, no answer (end of input) leaves the run waiting (exit status 3)",
     "budget": "Hard limits for the run, checked before every model call: once one is reached "
     "no call is made, the open step fails, no later step starts, and the summary says which "
     "budget was spent.",
     "--max-model-calls": "model calls the run may make, planning and the final answer included",
     "--max-tokens": "tokens (input + output) the run may spend",
     "--max-seconds": "seconds the run may take from the start of planning",
+    "durable": "Keep the run's checkpoints, so a run that was killed, interrupted or left "
+    "waiting for approval can be finished with `agentloop resume`.",
+    "--db": "a SQLite file, or a postgresql:// URL, to keep the run in",
+    "--thread": "the thread to run on (default: a new one, printed); a thread whose run is "
+    "unfinished is refused: resume it",
     "--url": "run on the Agent Server at URL (langgraph dev, Aegra, LangSmith Deployments) "
     "through langgraph-sdk; --model and the limits go as the run's context",
     "--assistant": f"the assistant or graph id to run with --url (default: {DEFAULT_ASSISTANT})",
     "--stream": "print each step's answer and the final answer as the model writes them",
     "--json": "print each progress event as one JSON line, and nothing else, on stdout",
 }
+
+
+def _add(group: Any, flag: str, **how: Any) -> None:
+    group.add_argument(flag, **{"help": _HELP.get(flag), **how})
+
+
+def _run_options(command: argparse.ArgumentParser) -> None:
+    """The options of a run: what `run` starts it with and `resume` may change."""
+    _add(command, "--model")
+    _add(command, "--max-steps", type=_at_least("--max-steps", 1), metavar="N")
+    _add(command, "--max-adaptations", type=_at_least("--max-adaptations", 0), metavar="N")
+    _add(command, "--max-replans", type=_at_least("--max-replans", 0), metavar="N")
+    _add(command, "--parallel", action="store_true", default=None)
+    _add(command, "--max-parallel", type=_at_least("--max-parallel", 1), metavar="N")
+    _add(command, "--step-timeout", type=_seconds("--step-timeout"), metavar="SECONDS")
+    _add(command, "--model-timeout", type=_seconds("--model-timeout"), metavar="SECONDS")
+    _add(command, "--ollama-host", metavar="URL")
+    _add(command, "--approve", action="store_true", dest="approve_plan", default=None)
+    budget = command.add_argument_group("budget", _HELP["budget"])
+    _add(budget, "--max-model-calls", type=_at_least("--max-model-calls", 1), metavar="N")
+    _add(budget, "--max-tokens", type=_at_least("--max-tokens", 1), metavar="N")
+    _add(budget, "--max-seconds", type=_seconds("--max-seconds"), metavar="S")
+
+
+def _output_options(command: argparse.ArgumentParser) -> None:
+    output = command.add_mutually_exclusive_group()
+    _add(output, "--stream", action="store_true")
+    _add(output, "--json", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,32 +250,46 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the plan -> execute -> adapt -> summarise loop on TASK,\n"
         "printing the plan and each step as it runs.",
     )
-
-    def option(group: Any, flag: str, **how: Any) -> None:
-        group.add_argument(flag, help=_HELP[flag], **how)
-
     run.add_argument("task", metavar="TASK", nargs="?", help=_HELP["TASK"])
-    option(run, "--task-file", metavar="PATH")
-    option(run, "--model")
-    option(run, "--max-steps", type=_at_least("--max-steps", 1), metavar="N")
-    option(run, "--max-adaptations", type=_at_least("--max-adaptations", 0), metavar="N")
-    option(run, "--max-replans", type=_at_least("--max-replans", 0), metavar="N")
-    option(run, "--parallel", action="store_true", default=None)
-    option(run, "--max-parallel", type=_at_least("--max-parallel", 1), metavar="N")
-    option(run, "--step-timeout", type=_seconds("--step-timeout"), metavar="SECONDS")
-    option(run, "--model-timeout", type=_seconds("--model-timeout"), metavar="SECONDS")
-    option(run, "--ollama-host", metavar="URL")
-    option(run, "--approve", action="store_true", dest="approve_plan", default=None)
-    budget = run.add_argument_group("budget", _HELP["budget"])
-    option(budget, "--max-model-calls", type=_at_least("--max-model-calls", 1), metavar="N")
-    option(budget, "--max-tokens", type=_at_least("--max-tokens", 1), metavar="N")
-    option(budget, "--max-seconds", type=_seconds("--max-seconds"), metavar="S")
+    _add(run, "--task-file", metavar="PATH")
+    _run_options(run)
+    durable = run.add_argument_group("durable runs", _HELP["durable"])
+    _add(durable, "--db", metavar="PATH")
+    _add(durable, "--thread", metavar="ID")
     server = run.add_argument_group("server")
-    option(server, "--url", type=_url, metavar="URL")
-    option(server, "--assistant", metavar="ID")
-    output = run.add_mutually_exclusive_group()
-    option(output, "--stream", action="store_true")
-    option(output, "--json", action="store_true")
+    _add(server, "--url", type=_url, metavar="URL")
+    _add(server, "--assistant", metavar="ID")
+    _output_options(run)
+
+    resume = commands.add_parser(
+        "resume",
+        help="finish a run kept with --db: one that was stopped, or waits for plan approval",
+        description="Finish the run on thread ID in --db: from its last checkpoint if it was\n"
+        "stopped, or by asking about its plan if it waits for approval. It runs with\n"
+        "the options it started with; options given here replace those.",
+    )
+    resume.add_argument("thread", metavar="ID", help="the run's thread (see `agentloop runs`)")
+    _add(resume, "--db", metavar="PATH", required=True, help="where the run is kept")
+    _run_options(resume)
+    _output_options(resume)
+
+    runs = commands.add_parser(
+        "runs",
+        help="list the runs kept with --db, the newest first",
+        description="List the threads in --db, the newest run first, with each run's\n"
+        "status and how many of its steps have ended.",
+    )
+    _add(runs, "--db", metavar="PATH", required=True, help="where the runs are kept")
+    limit = f"threads to list (default: {DEFAULT_LIMIT})"
+    _add(
+        runs,
+        "--limit",
+        type=_at_least("--limit", 1),
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=limit,
+    )
+    _add(runs, "--json", action="store_true", help="print each run as one JSON line")
     return parser
 
 
@@ -563,9 +626,9 @@ def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
     )
 
 
-def ask_about_plan(shown_on: TextIO) -> bool | list[str]:
+def ask_about_plan(shown_on: TextIO) -> bool | list[str] | None:
     """The answer that resumes a run paused for plan approval: True runs the plan, False
-    cancels it (also at end of input), a list of steps runs those instead."""
+    cancels it, a list of steps runs those instead; None at end of input."""
 
     def read_line(prompt: str) -> str | None:
         print(prompt, end="", file=shown_on, flush=True)
@@ -576,13 +639,12 @@ def ask_about_plan(shown_on: TextIO) -> bool | list[str]:
         return line.rstrip("\n") if line else None
 
     while True:
-        reply = read_line("Run this plan? y = run it, e = edit it, n = cancel: ")
-        match (reply or "n").strip().lower():
+        if (reply := read_line("Run this plan? y = run it, e = edit it, n = cancel: ")) is None:
+            return None
+        match reply.strip().lower():
             case "y" | "yes":
                 return True
             case "n" | "no":
-                if reply is None:
-                    print("No answer (end of input): the plan is cancelled.", file=shown_on)
                 return False
             case "e" | "edit":
                 print("New plan: one step per line, an empty line to finish.", file=shown_on)
@@ -597,19 +659,29 @@ def ask_about_plan(shown_on: TextIO) -> bool | list[str]:
 
 
 Leg = Callable[[Any], Iterator[tuple[str, Any]]]
-"""Streams one leg of a run to its end or a pause: from the task when given None, else
-resumed with that answer to the plan approval; `(mode, chunk)` pairs, mode `custom`,
-`values` (a pause under `__interrupt__`) or `messages`."""
+"""Streams one leg of a run to its end or a pause: from the task (or, resuming, from the
+last checkpoint) when given None, else resumed with that answer to the plan approval;
+`(mode, chunk)` pairs, mode `custom`, `values` (a pause under `__interrupt__`) or
+`messages`."""
 
 
 class Prepared(NamedTuple):
     """A run ready to go: its legs, and what to say before it starts."""
 
     leg: Leg
+    thread: str | None = None
+    """The run's thread, when it outlives this process (`--db`)."""
     model: str | None = None
     """The model string of a local run."""
     server: str | None = None
     """Where the model's server is, when the command knows (Ollama's URL)."""
+    resumed: ThreadRun | None = None
+    """The run `resume` found on the thread."""
+
+
+def _emit(event: Mapping[str, Any]) -> None:
+    """Print one JSON line on stdout (`--json`)."""
+    print(json.dumps(event), flush=True)
 
 
 def _storable(text: str) -> str:
@@ -633,10 +705,12 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name in RUN_OPTIONS if (value := getattr(args, name)) is not None}
 
 
-def _local_options(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    """The options of a local run, its model included; and what named the model, for
-    messages."""
-    options = _given(args)
+def _local_options(
+    args: argparse.Namespace, remembered: Mapping[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """The options of a local run: those it started with (`remembered`), replaced by those
+    given now, its model included; and what named the model, for messages."""
+    options = {**remembered, **_given(args)}
     named_by = "--model"
     if "model" not in options:
         if model := os.environ.get(MODEL_ENV, "").strip():
@@ -665,15 +739,50 @@ def _context(options: Mapping[str, Any]) -> dict[str, Any]:
     return context
 
 
-def _in_process(args: argparse.Namespace) -> Prepared:
-    """Builds the loop (imports, model) and returns legs of a run of it in this process."""
+def _open_db(db: str, stack: contextlib.ExitStack) -> Any:
+    """The checkpointer keeping runs in `db` (closed with `stack`)."""
+    postgres = cli_runs.is_postgres(db)
+    package = f"langgraph-checkpoint-{'postgres' if postgres else 'sqlite'}"
+    try:
+        return stack.enter_context(cli_runs.open_checkpointer(db))
+    except ImportError:
+        raise CliError(
+            f"--db {cli_runs.shown_db(db)} needs {package}: pip install {package}"
+        ) from None
+    except Exception as exc:
+        kind = "the PostgreSQL database" if postgres else "the SQLite file"
+        reason = str(exc) or type(exc).__name__
+        raise CliError(f"cannot open {kind} --db {cli_runs.shown_db(db)}: {reason}") from None
+
+
+def _find_run(saver: Any, thread: str, db: str) -> ThreadRun:
+    found = cli_runs.read_run(cli_runs.reader(saver), thread)
+    if found is None:
+        raise CliError(
+            f"no run on thread {thread!r} in {cli_runs.shown_db(db)}; list the runs there with "
+            f"`agentloop runs --db {shlex.quote(cli_runs.shown_db(db))}`"
+        )
+    return found
+
+
+def _in_process(args: argparse.Namespace, stack: contextlib.ExitStack) -> Prepared:
+    """Builds the loop (imports, model, checkpointer) and returns legs of a run of it in
+    this process: a new one, or with `resume` the thread's unfinished one."""
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
 
     from agentloop_graph.budget import Budget
+    from agentloop_graph.compiled import UnfinishedRunError
     from agentloop_graph.graph import create_agent_loop
+    from agentloop_graph.leases import ThreadBusyError
 
-    options, named_by = _local_options(args)
+    saver = _open_db(args.db, stack) if args.db else None
+    thread = args.thread or uuid.uuid4().hex[:12]
+    resumed = _find_run(saver, thread, args.db) if args.command == "resume" else None
+    if resumed is not None and resumed.finished:
+        return Prepared(lambda answer: iter(()), thread, resumed=resumed)
+    options, named_by = _local_options(args, resumed.options if resumed else {})
+    _refuse_unusable(args, options, named_by)
     spec = options["model"]
     host = options.get("ollama_host") if spec.startswith("ollama:") else None
     model, model_options = connect(spec, ollama_host=host, argument=named_by)
@@ -685,24 +794,47 @@ def _in_process(args: argparse.Namespace) -> Prepared:
     del settings["model"]
     if "budget" in settings:
         settings["budget"] = Budget(**settings["budget"])
-    if settings.get("approve_plan"):
-        # Plan approval pauses the run; resuming it needs the paused run's checkpoint.
-        settings["checkpointer"] = InMemorySaver()
     timeout = options.get("model_timeout", None if spec == "demo" else MODEL_SERVER_TIMEOUT)
+    if saver is None and settings.get("approve_plan"):
+        # Plan approval pauses the run; resuming it needs the paused run's checkpoint.
+        saver = InMemorySaver()
     try:
         graph = create_agent_loop(
-            model, model_options=model_options, model_timeout=timeout, **settings
+            model,
+            model_options=model_options,
+            model_timeout=timeout,
+            checkpointer=saver,
+            **settings,
         )
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
-    config: RunnableConfig = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    # LangGraph copies the config's metadata into each checkpoint: the thread keeps the options.
+    config: RunnableConfig = {
+        "configurable": {"thread_id": thread},
+        "metadata": {cli_runs.OPTIONS_KEY: json.dumps(options)},
+    }
     modes = ["custom", "values", *(["messages"] if args.stream else [])]
 
     def leg(answer: Any) -> Iterator[tuple[str, Any]]:
-        start: Any = {"task": args.task} if answer is None else Command(resume=answer)
-        return graph.stream(start, config, stream_mode=modes)
+        start: Any = Command(resume=answer)
+        if answer is None:
+            start = None if resumed else {"task": args.task}
+        try:
+            return graph.stream(start, config, stream_mode=modes)
+        except UnfinishedRunError:
+            raise CliError(
+                f"thread {thread!r} has an unfinished run; finish it with "
+                f"`{cli_runs.resume_command(thread, args.db)}`, or run the task on another --thread"
+            ) from None
+        except ThreadBusyError:
+            other = ", or run the task on another --thread" if resumed is None else ""
+            raise CliError(
+                f"thread {thread!r} is in use by another run (another agentloop process?); "
+                f"wait for it to end{other}"
+            ) from None
 
-    return Prepared(leg, model=spec, server=model_options.get("base_url"))
+    server = model_options.get("base_url")
+    return Prepared(leg, thread if args.db else None, spec, server, resumed)
 
 
 def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Prepared:
@@ -757,17 +889,65 @@ def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Prepare
     return Prepared(leg)
 
 
-def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> Mapping[str, Any]:
+def _question(pending: Sequence[Any]) -> Mapping[str, Any]:
+    """What a paused run asks: an `Interrupt`'s value here, its JSON from a server."""
+    first = pending[0]
+    value = first["value"] if isinstance(first, Mapping) else first.value
+    return value if isinstance(value, Mapping) else {"plan": []}
+
+
+def _answer(question: Mapping[str, Any], console: Console, as_json: bool, hint: str | None) -> Any:
+    """The person's answer about the plan `question` shows; None if there is none and the
+    run can wait for one (`hint`: how to give it later), else False (cancel) at end of input."""
+    console.finish()
+    shown_on = sys.stderr if as_json else sys.stdout
+    if as_json:  # the human output showed the plan already
+        print("\n".join(_plan_lines(question.get("plan", []))), file=shown_on)
+    answer = ask_about_plan(shown_on)
+    if answer is None and hint:
+        print(
+            f"No answer (end of input): the plan waits for approval; answer it with: {hint}",
+            file=shown_on,
+            flush=True,
+        )
+        return None
+    if answer is None:
+        print("No answer (end of input): the plan is cancelled.", file=shown_on, flush=True)
+        return False
+    if isinstance(answer, list) and not as_json:
+        for line in ["", *_plan_lines(answer, ", edited")]:
+            console.say(line)
+    return answer
+
+
+def _drive(
+    leg: Leg,
+    spending: Spending,
+    console: Console,
+    *,
+    as_json: bool,
+    waiting: Mapping[str, Any] | None = None,
+    hint: str | None = None,
+) -> Mapping[str, Any]:
     """Run the task to its end, showing it, and asking about the plan whenever the run
-    pauses for it; its last values."""
-    spending.planning()
-    console.working("planning")
-    answer: bool | list[str] | None = None
+    pauses for it (`waiting`: what a resumed run already waits on); its last values. Left
+    with no answer, a run that can wait (`hint`: how to answer later) ends the drive, its
+    values still under `__interrupt__`."""
+    if waiting is None:
+        spending.planning()
+        console.working("planning")
+    question = waiting
+    answer: Any = None
     activity = Activity()
     parallel = False  # steps interleave: a plan with dependencies says so
     failures: dict[int, str] = {}  # each step's last failed attempt's error
     try:
         while True:  # a leg each: to the end of the run, or to a pause for plan approval
+            if (
+                question is not None
+                and (answer := _answer(question, console, as_json, hint)) is None
+            ):
+                return {"__interrupt__": [{"value": question}]}
             output: Mapping[str, Any] = {}
             streamed: set[str] = set()  # the phases whose text the current step or answer showed
             for mode, chunk in in_background(functools.partial(leg, answer), console):
@@ -795,15 +975,7 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
                     console.working(activity.update(chunk))
             if not (pending := output.get("__interrupt__")):
                 return output
-            console.finish()
-            shown_on = sys.stderr if as_json else sys.stdout
-            if as_json:  # an `Interrupt` here, its JSON from a server
-                asked = pending[0]["value"] if isinstance(pending[0], Mapping) else pending[0].value
-                print("\n".join(_plan_lines(asked["plan"])), file=shown_on)
-            answer = ask_about_plan(shown_on)
-            if isinstance(answer, list) and not as_json:
-                for line in ["", *_plan_lines(answer, ", edited")]:
-                    console.say(line)
+            question = _question(pending)
     except (CliError, BrokenPipeError):
         raise
     except Exception as exc:
@@ -811,32 +983,61 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
         raise CliError(f"the run stopped: {type(exc).__name__}: {exc}") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the loop as the parsed `args` say, printing its progress live; the exit status.
-    On Ctrl-C (`KeyboardInterrupt`) the terminal is left at the start of a clean line."""
-    spending = Spending()
-    console = Console(spending, quiet=args.json)
-    local_model = os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
-    if (args.model or (None if args.url else local_model)) == "demo":
+def _announce(prepared: Prepared, args: argparse.Namespace, console: Console) -> None:
+    """Say where the run lives and what model it uses, before it starts (or goes on)."""
+    resumed, thread = prepared.resumed, prepared.thread
+    if prepared.model == "demo" and args.command == "resume":
         print(DEMO_NOTE, file=sys.stderr if args.json else sys.stdout, flush=True)
-    console.say(f"Task: {_shown_task(args.task)}")
-    if args.url:
-        console.say(f"Server: {args.url} ({args.assistant})")
-    console.working("starting")
-    library = logging.getLogger("agentloop_graph")
-    library.addHandler(console)
-    try:
-        with contextlib.ExitStack() as stack:
-            (prepared,) = in_background(
-                lambda: [_on_server(args, stack) if args.url else _in_process(args)], console
-            )
-            if prepared.model not in (None, "demo"):
-                where = f" at {prepared.server}" if prepared.server else ""
-                console.say(f"Model: {prepared.model}{where}")
-            output = _drive(prepared.leg, spending, console, as_json=args.json)
-    finally:
-        library.removeHandler(console)
-        console.finish()
+    if resumed is not None:
+        console.say(f"Task: {_shown_task(resumed.task)}")
+    if thread is not None and args.json:
+        _emit({"event": "thread", "thread_id": thread, "db": cli_runs.shown_db(args.db)})
+    elif thread is not None:
+        console.say(
+            f"Thread: {thread}"
+            + (f" (resume with: {cli_runs.resume_command(thread, args.db)})" if args.db else "")
+        )
+    if prepared.model not in (None, "demo"):
+        console.say(
+            f"Model: {prepared.model}" + (f" at {prepared.server}" if prepared.server else "")
+        )
+    if resumed is not None and resumed.plan:
+        note = f", {resumed.ended} ended" if resumed.ended else ""
+        for line in _plan_lines(resumed.plan, note, resumed.dependencies):
+            console.say(line)
+
+
+def _finished(resumed: ThreadRun, args: argparse.Namespace) -> int:
+    """What `resume` says of a run that has already finished; its exit status."""
+    if args.json:
+        _emit(
+            {
+                "event": "output",
+                "thread_id": resumed.thread_id,
+                "status": resumed.status,
+                "summary": resumed.summary,
+                "answer": resumed.answer,
+            }
+        )
+    else:
+        ended = f"{resumed.status}, {resumed.ended} of {resumed.total} steps ended"
+        print(
+            f"The run on thread {resumed.thread_id} has already finished ({ended}): "
+            "nothing to resume."
+        )
+    return exit_status(resumed.status)
+
+
+def _report(
+    output: Mapping[str, Any], spending: Spending, console: Console, args: argparse.Namespace
+) -> int:
+    """The run's final lines (or, under `--json`, the command's last event); the exit status."""
+    if pending := output.get("__interrupt__"):  # no answer; the run waits for one (--db)
+        if args.json:
+            plan = _question(pending).get("plan", [])
+            hint = cli_runs.resume_command(args.thread, args.db)
+            _emit({"event": "waiting", "thread_id": args.thread, "plan": plan, "resume": hint})
+        return WAITING
     seconds = (output.get("total_duration_ms") or 0) / 1000
     console.say()
     console.say(f"Summary: {output.get('summary')}")
@@ -846,6 +1047,63 @@ def run(args: argparse.Namespace) -> int:
     if output.get("answer"):
         console.say(f"Answer: {output['answer']}")
     return exit_status(output.get("status"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the loop (`run`) or finish a run (`resume`) as the parsed `args` say, printing its
+    progress live; the exit status. On Ctrl-C (`KeyboardInterrupt`) the terminal is left at
+    the start of a clean line. `args.thread` is the run's thread once it is known."""
+    spending = Spending()
+    console = Console(spending, quiet=args.json)
+    if args.command == "run":
+        model = args.model or (
+            None if args.url else os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
+        )
+        if model == "demo":
+            print(DEMO_NOTE, file=sys.stderr if args.json else sys.stdout, flush=True)
+        console.say(f"Task: {_shown_task(args.task)}")
+        if args.url:
+            console.say(f"Server: {args.url} ({args.assistant})")
+    console.working("starting")
+    library = logging.getLogger("agentloop_graph")
+    library.addHandler(console)
+    try:
+        with contextlib.ExitStack() as stack:
+            (prepared,) = in_background(
+                lambda: [_on_server(args, stack) if args.url else _in_process(args, stack)], console
+            )
+            args.thread = prepared.thread
+            resumed = prepared.resumed
+            if resumed is not None and resumed.finished:
+                console.finish()
+                return _finished(resumed, args)
+            _announce(prepared, args, console)
+            if resumed is not None:
+                console.working("resuming")
+            output = _drive(
+                prepared.leg,
+                spending,
+                console,
+                as_json=args.json,
+                waiting=resumed.question if resumed else None,
+                hint=cli_runs.resume_command(args.thread, args.db) if args.db else None,
+            )
+    finally:
+        library.removeHandler(console)
+        console.finish()
+    return _report(output, spending, console, args)
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    """`agentloop runs`: the threads in `args.db`, the newest run first; the exit status."""
+    with contextlib.ExitStack() as stack:
+        found = cli_runs.list_runs(_open_db(args.db, stack), args.limit)
+    if args.json:
+        for each in found:
+            _emit(cli_runs.record(each))
+    else:
+        print("\n".join(cli_runs.listing(found, args.db)))
+    return 0
 
 
 def exit_status(status: str | None) -> int:
@@ -888,6 +1146,8 @@ def _check(args: argparse.Namespace) -> None:
     if args.url is None and args.assistant is not None:
         raise CliError(f"--assistant needs --url: it names a graph on a server{usage}")
     local_only = {
+        "--db": (args.db, "an Agent Server keeps its runs' threads itself"),
+        "--thread": (args.thread, "an Agent Server keeps its runs' threads itself"),
         "--ollama-host": (args.ollama_host, "the server's graph uses the server's OLLAMA_HOST"),
         "--model-timeout": (
             args.model_timeout,
@@ -897,10 +1157,12 @@ def _check(args: argparse.Namespace) -> None:
     for flag, (value, why) in local_only.items():
         if args.url is not None and value is not None:
             raise CliError(f"{flag} is for local runs; with --url {why}{usage}")
+    if args.thread is not None and args.db is None:
+        raise CliError(f"--thread needs --db: without it the run is kept in memory only{usage}")
     if args.url is not None:
         _refuse_unusable(args, _given(args), "--model")
     else:
-        _refuse_unusable(args, *_local_options(args))
+        _refuse_unusable(args, *_local_options(args, {}))
 
 
 def _replace_unprintable() -> None:
@@ -911,11 +1173,6 @@ def _replace_unprintable() -> None:
             stream.reconfigure(errors="replace")  # type: ignore[union-attr]
 
 
-def _emit(event: Mapping[str, Any]) -> None:
-    """Print one JSON line on stdout (`--json`)."""
-    print(json.dumps(event), flush=True)
-
-
 def _wants_json(argv: Sequence[str]) -> bool:
     """Whether the command line asks for `--json`, before (or without) parsing it."""
     options = argv[: argv.index("--")] if "--" in argv else argv
@@ -924,34 +1181,40 @@ def _wants_json(argv: Sequence[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `agentloop` console script; the exit status. `argv` None (as the script calls
-    it) reads `sys.argv[1:]` and makes this the process's own entry point. Under `--json`
-    a run that fails to start or finish ends stdout with an `error` event."""
+    it) reads `sys.argv[1:]` and makes this the process's own entry point."""
     _replace_unprintable()
     words = sys.argv[1:] if argv is None else list(argv)
     as_json = _wants_json(words)
+    args: argparse.Namespace | None = None
     try:
         try:
-            parser = build_parser()
-            args = parser.parse_args(words)
-            as_json = args.json
+            args = build_parser().parse_args(words)
         except SystemExit as stop:
             # --help and --version end parsing; hand their status back instead of exiting.
             return stop.code if isinstance(stop.code, int) else 1
-        args.url = args.url and args.url.rstrip("/")
-        _check(args)
-        args.task = _read_task(args)
-        args.assistant = args.assistant or DEFAULT_ASSISTANT
+        as_json = args.json
+        if args.command == "runs":
+            return list_runs(args)
+        if args.command == "run":
+            args.url = args.url and args.url.rstrip("/")
+            _check(args)
+            args.task = _read_task(args)
+            args.assistant = args.assistant or DEFAULT_ASSISTANT
+        else:
+            args.url = None
         return run(args)
     except CliError as exc:
         # Some library messages span lines; the contract is one line per error.
         message = " ".join(str(exc).split())
         print(f"agentloop: error: {message}", file=sys.stderr, flush=True)
         if as_json:
-            _emit({"event": "error", "error": message})
+            _emit({"event": "error", "error": message, **_where(args)})
     except KeyboardInterrupt:
-        print("agentloop: interrupted", file=sys.stderr, flush=True)
+        thread, db = getattr(args, "thread", None), getattr(args, "db", None)
+        hint = f"; resume with: {cli_runs.resume_command(thread, db)}" if thread and db else ""
+        print(f"agentloop: interrupted{hint}", file=sys.stderr, flush=True)
         if as_json:
-            _emit({"event": "error", "error": "interrupted"})
+            _emit({"event": "error", "error": "interrupted", **_where(args)})
         if argv is None:
             # The abandoned run's thread may be mid-call or mid-import, and tearing down a
             # process with LangChain loaded can take seconds: leave at once instead.
@@ -962,6 +1225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`); point stdout at devnull so the exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1
+
+
+def _where(args: argparse.Namespace | None) -> dict[str, str]:
+    """The thread of a run that stopped, for the error event, when it outlives the process."""
+    thread = getattr(args, "thread", None)
+    return {} if thread is None else {"thread_id": thread}
 
 
 if __name__ == "__main__":

@@ -784,7 +784,7 @@ def test_out_of_range_options_are_refused_in_the_librarys_own_words(
     [
         # Refused by the parser, and after it.
         ["run", "x", "--model", "demo", "--max-steps", "0", "--json"],
-        ["run", "x", "--model", "demo", "--assistant", "other", "--json"],
+        ["run", "x", "--model", "demo", "--max-parallel", "2", "--json"],
         ["run", "--json"],
     ],
 )
@@ -821,7 +821,7 @@ def test_under_json_a_run_that_raises_ends_with_an_error_event(
         yield "custom", {"event": "agentic.plan_ready", "steps": ["a"], "total": 1}
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(cli, "_in_process", lambda args: cli.Prepared(raising))
+    monkeypatch.setattr(cli, "_in_process", lambda args, stack: cli.Prepared(raising))
 
     assert cli.main(["run", "x", "--model", "demo", "--json"]) == 1
 
@@ -838,7 +838,7 @@ def test_under_json_a_run_that_raises_ends_with_an_error_event(
 def test_under_json_ctrl_c_ends_with_an_error_event(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def interrupted(args: Any) -> Any:
+    def interrupted(args: Any, stack: Any) -> Any:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "_in_process", interrupted)
