@@ -609,6 +609,15 @@ def in_background(produce: Callable[[], Any], console: Console) -> Iterator[Any]
         yield item
 
 
+def _text(content: Any) -> str:
+    """The text of a message's content: a string, or a list of parts (from a server, JSON)."""
+    return "".join(
+        part if isinstance(part, str) else str(part.get("text", ""))
+        for part in (content if isinstance(content, list) else [content])
+        if isinstance(part, str) or (isinstance(part, Mapping) and part.get("type") == "text")
+    )
+
+
 def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
     """The node and text of one `stream_mode="messages"` item; no text for the planner's and
     adapter's answers (the plan and revision lines show them) nor for messages a node wrote
@@ -617,13 +626,8 @@ def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
     node = metadata.get("langgraph_node", "")
     if node not in STREAMED_NODES or "ls_model_type" not in metadata:
         return node, ""
-    # From a server the message comes as JSON; its content is a string or a list of parts.
-    content = message.get("content") if isinstance(message, Mapping) else message.content
-    return node, "".join(
-        part if isinstance(part, str) else str(part.get("text", ""))
-        for part in (content if isinstance(content, list) else [content])
-        if isinstance(part, str) or (isinstance(part, Mapping) and part.get("type") == "text")
-    )
+    # From a server the message comes as JSON.
+    return node, _text(message.get("content") if isinstance(message, Mapping) else message.content)
 
 
 def ask_about_plan(shown_on: TextIO) -> bool | list[str] | None:
@@ -670,7 +674,7 @@ class Prepared(NamedTuple):
 
     leg: Leg
     thread: str | None = None
-    """The run's thread, when it outlives this process (`--db`)."""
+    """The run's thread, when it outlives this process (`--db`, `--url`)."""
     model: str | None = None
     """The model string of a local run."""
     server: str | None = None
@@ -837,30 +841,52 @@ def _in_process(args: argparse.Namespace, stack: contextlib.ExitStack) -> Prepar
     return Prepared(leg, thread if args.db else None, spec, server, resumed)
 
 
+@contextlib.contextmanager
+def _server_errors(url: str) -> Iterator[None]:
+    """HTTP failures talking to the Agent Server at `url`, as one-line `CliError`s."""
+    import httpx
+
+    try:
+        yield
+    except httpx.HTTPStatusError as exc:
+        try:
+            detail = exc.response.json()
+            detail = detail.get("detail") or detail.get("message") or detail
+        except ValueError:
+            detail = exc.response.text
+        status = exc.response.status_code
+        raise CliError(
+            f"the Agent Server at {url} refused the run: HTTP {status}: {detail}"
+        ) from None
+    except httpx.HTTPError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise CliError(f"lost the Agent Server at {url}: {reason}") from None
+
+
 def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Prepared:
     """A client of the Agent Server at `args.url`, once it answers (closed with `stack`),
-    and legs of a run on one thread it creates there."""
+    and legs of a run on a thread it creates there."""
     try:
         from langgraph_sdk import get_sync_client
     except ImportError:
         raise CliError("--url needs langgraph-sdk: pip install langgraph-sdk") from None
-    import httpx
 
     check_server(args.url)
     client: Any = stack.enter_context(get_sync_client(url=args.url))
     context = _context(_given(args))
     # A server sends message chunks with their metadata as "messages-tuple".
     modes = ["custom", "values", *(["messages-tuple"] if args.stream else [])]
-    thread: list[str] = []
+    # The loop reads `task`; a chat graph (`chat_app`, say) reads the task as a user message.
+    task = {"task": args.task, "messages": [{"role": "user", "content": args.task}]}
+    with _server_errors(args.url):
+        thread = str(client.threads.create()["thread_id"])
 
     def leg(answer: Any) -> Iterator[tuple[str, Any]]:
-        try:
-            if not thread:
-                thread.append(client.threads.create()["thread_id"])
+        with _server_errors(args.url):
             for part in client.runs.stream(
-                thread[0],
+                thread,
                 args.assistant,
-                input={"task": args.task} if answer is None else None,
+                input=task if answer is None else None,
                 command=None if answer is None else {"resume": answer},
                 context=context,
                 stream_mode=modes,
@@ -872,21 +898,8 @@ def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Prepare
                     raise CliError(f"the run failed on the Agent Server at {args.url}: {reason}")
                 if (mode := part.event.split("/", 1)[0]) in ("custom", "values", "messages"):
                     yield mode, part.data
-        except httpx.HTTPStatusError as exc:
-            try:
-                detail = exc.response.json()
-                detail = detail.get("detail") or detail.get("message") or detail
-            except ValueError:
-                detail = exc.response.text
-            status = exc.response.status_code
-            raise CliError(
-                f"the Agent Server at {args.url} refused the run: HTTP {status}: {detail}"
-            ) from None
-        except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise CliError(f"lost the Agent Server at {args.url}: {reason}") from None
 
-    return Prepared(leg)
+    return Prepared(leg, thread)
 
 
 def _question(pending: Sequence[Any]) -> Mapping[str, Any]:
@@ -983,6 +996,18 @@ def _drive(
         raise CliError(f"the run stopped: {type(exc).__name__}: {exc}") from None
 
 
+def _last_ai_text(output: Mapping[str, Any]) -> str | None:
+    """The text of the last AI message in a graph's output (a message, or its JSON)."""
+    for message in reversed(output.get("messages") or ()):
+        if isinstance(message, Mapping):
+            kind, content = message.get("type"), message.get("content")
+        else:
+            kind, content = getattr(message, "type", None), getattr(message, "content", None)
+        if kind in ("ai", "AIMessageChunk") and (text := _text(content)):
+            return text
+    return None
+
+
 def _announce(prepared: Prepared, args: argparse.Namespace, console: Console) -> None:
     """Say where the run lives and what model it uses, before it starts (or goes on)."""
     resumed, thread = prepared.resumed, prepared.thread
@@ -991,7 +1016,8 @@ def _announce(prepared: Prepared, args: argparse.Namespace, console: Console) ->
     if resumed is not None:
         console.say(f"Task: {_shown_task(resumed.task)}")
     if thread is not None and args.json:
-        _emit({"event": "thread", "thread_id": thread, "db": cli_runs.shown_db(args.db)})
+        where = {"db": cli_runs.shown_db(args.db)} if args.db else {"url": args.url}
+        _emit({"event": "thread", "thread_id": thread, **where})
     elif thread is not None:
         console.say(
             f"Thread: {thread}"
@@ -1038,6 +1064,20 @@ def _report(
             hint = cli_runs.resume_command(args.thread, args.db)
             _emit({"event": "waiting", "thread_id": args.thread, "plan": plan, "resume": hint})
         return WAITING
+    if "status" not in output:
+        # Another graph than the loop (--assistant): what it answered, if anything.
+        answer = (
+            output.get("answer") if isinstance(output.get("answer"), str) else _last_ai_text(output)
+        )
+        if args.json:
+            _emit({"event": "output", "answer": answer})
+        console.say()
+        console.say(
+            f"Answer: {answer}"
+            if answer
+            else f"Output: {_one_line(json.dumps(output, default=str), 300)}"
+        )
+        return 0
     seconds = (output.get("total_duration_ms") or 0) / 1000
     console.say()
     console.say(f"Summary: {output.get('summary')}")
