@@ -5,8 +5,11 @@ at once. A run's work (imports, model calls) happens on a background thread whil
 main thread prints, keeps the activity line alive and takes Ctrl-C: the interrupt then
 always lands in this module's own waiting, never inside a library's locks.
 
-With `--url` the run goes to an Agent Server (`langgraph dev`, Aegra, LangSmith
-Deployments) through `langgraph-sdk`, and its progress is shown the same way.
+With `--db` a run's checkpoints go to a SQLite file or a PostgreSQL database, so a run
+that was killed, interrupted or left waiting for plan approval can be finished later by
+`agentloop resume` (see `cli_runs.py`). With `--url` the run goes to an Agent Server
+(`langgraph dev`, Aegra, LangSmith Deployments) through `langgraph-sdk`, and its progress
+is shown the same way.
 """
 
 from __future__ import annotations
@@ -16,15 +19,21 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 import queue
+import re
+import shlex
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TextIO
+
+from agentloop_graph import cli_runs
+from agentloop_graph.checks import check_count, check_seconds
+from agentloop_graph.cli_runs import ThreadRun
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -32,9 +41,15 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "ollama:llama3.2"
 """`agentloop_graph.models.DEFAULT_MODEL` (a test keeps them equal): importing it from there
 would load LangChain just to print `--help`."""
+MODEL_ENV = "AGENTLOOP_MODEL"
+"""The environment variable naming the default model of local runs (`--model` wins)."""
+MODEL_SERVER_TIMEOUT = 300.0
+"""Seconds each model call may take by default when the model talks to a server, so a
+server that stops answering cannot hang the terminal (`--model-timeout` changes it)."""
 DEFAULT_MAX_STEPS = 10
 DEFAULT_MAX_ADAPTATIONS = 1
 DEFAULT_ASSISTANT = "agent_loop"  # the graph id `langgraph.json` gives the loop
+DEFAULT_LIMIT = 20
 DEMO_NOTE = "Using the offline demo model (deterministic, for trying the loop)."
 CONTEXT = (
     "model",
@@ -47,29 +62,42 @@ CONTEXT = (
     "approve_plan",
 )
 BUDGET = ("max_model_calls", "max_tokens", "max_seconds")
+RUN_OPTIONS = (*CONTEXT, *BUDGET, "ollama_host", "model_timeout")
+"""The options of a local run: what `run` starts it with, a durable run keeps with its
+thread and `resume` may change."""
 PROBE_TIMEOUT = 2.0
 PREVIEW = 80
+TASK_SHOWN = 200
+"""Characters of a one-line task the `Task:` line shows whole; a longer task is cut."""
 INDENT = "    "
 TICK = 0.1  # seconds between redraws of the activity line
 HEARTBEAT = 10.0
 """Seconds of silence after which output that is not a terminal gets a still-working line."""
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+WAITING = 3
+"""The exit status of a run left waiting for plan approval (`--approve --db`, no answer)."""
 INTERRUPTED = 130
 ALSO_FAILED = "; Adaptation also failed: "
 """How a failed step's error joins its first failure and its last (`steps.ALSO_FAILED`)."""
 BUDGET_SPENT = "budget exhausted"
 STREAMED_NODES = ("executor", "summariser")
 """The phases whose tokens `--stream` shows; the plan and revisions are shown whole."""
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 _EPILOG = """\
 exit status: 0 completed, 2 partial (plan truncated or a step failed),
-1 failed, plan cancelled (--approve) or error, 130 interrupted (Ctrl-C).
+1 failed, plan cancelled (--approve) or error, 3 waiting for plan approval
+(--approve --db with no answer), 130 interrupted (Ctrl-C).
 
 examples:
   agentloop run "Plan a picnic, fail step 2" --model demo
   agentloop run "Compare three note-taking apps" --max-steps 5 --json
+  agentloop run - --model demo < task.txt
   agentloop run "Plan a picnic" --model demo --approve --stream
   agentloop run "Plan a picnic" --model demo --max-model-calls 4
+  agentloop run "Plan a picnic" --db runs.db
+  agentloop resume THREAD --db runs.db
+  agentloop runs --db runs.db
   agentloop run "Plan a picnic" --url http://127.0.0.1:2024 --model demo
 """
 
@@ -79,7 +107,8 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """The command's parsers (its subcommand's too): the epilog, and usage errors as one line."""
+    """The command's parsers (its subcommands' too): the epilog, and usage errors as a
+    `CliError` (one line, and under `--json` an error event)."""
 
     def __init__(self, **options: Any) -> None:
         formatter = argparse.RawDescriptionHelpFormatter
@@ -87,7 +116,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         # Exit status 2 means a partial run here, so usage errors exit 1 like other errors.
-        self.exit(1, f"agentloop: error: {message} (see `{self.prog} --help`)\n")
+        raise CliError(f"{message} (see `{self.prog} --help`)")
 
 
 class _Version(argparse.Action):
@@ -100,34 +129,47 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
-def _checked(convert: Callable[[str], Any], ok: Callable[[Any], object], problem: str) -> Any:
-    """An argparse `type`: `convert(text)` if that works and is `ok`, else the usage
-    error `problem` (formatted with the text)."""
+def _checked(convert: Callable[[str], Any], check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse `type`: the text converted, then range-checked by `agentloop_graph.checks`
+    (the library's own checks, so the command and the library say the same); text that does
+    not convert goes to the check as it is, which refuses it quoting it."""
 
     def parse(text: str) -> Any:
-        with contextlib.suppress(ValueError):
-            if ok(value := convert(text)):
-                return value
-        raise argparse.ArgumentTypeError(problem.format(text))
+        try:
+            value = convert(text)
+        except ValueError:
+            value = text
+        try:
+            return check(value)
+        except ValueError as exc:
+            # Raised as it is (not as an ArgumentTypeError), argparse prints the check's own
+            # sentence, which names the flag, instead of naming the flag twice.
+            raise argparse.ArgumentError(None, str(exc)) from None
 
     return parse
 
 
-_TASK = _checked(str, str.strip, "the task is empty: describe what the loop should do")
-_POSITIVE = _checked(int, lambda n: n >= 1, "must be a whole number >= 1, got {!r}")
-_WHOLE = _checked(int, lambda n: n >= 0, "must be a whole number >= 0, got {!r}")
-_SECONDS = _checked(float, lambda s: 0 < s < math.inf, "must be a number of seconds > 0, got {!r}")
-_URL = _checked(
-    str,
-    lambda url: url.startswith(("http://", "https://")) and bool(url.split("//", 1)[1]),
-    "must be an http:// or https:// URL, got {!r}",
-)
+def _at_least(flag: str, minimum: int) -> Callable[[str], Any]:
+    return _checked(int, lambda value: check_count(flag, value, minimum))
+
+
+def _seconds(flag: str) -> Callable[[str], Any]:
+    return _checked(float, lambda value: check_seconds(flag, value))
+
+
+def _url(text: str) -> str:
+    if text.startswith(("http://", "https://")) and text.split("//", 1)[1]:
+        return text
+    raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
 
 
 _HELP = {
+    "TASK": "what the loop should do; - reads it from stdin",
+    "--task-file": "read the task from the file at PATH instead",
     "--model": '"demo" (offline, deterministic), "ollama:<model>" (the Ollama server at '
     'OLLAMA_HOST) or a "provider:model" string for LangChain '
-    f"(default: {DEFAULT_MODEL}; with --url, the server's)",
+    f"(default: ${MODEL_ENV}, else {DEFAULT_MODEL}; with --url, the server's; "
+    "on resume, the run's)",
     "--max-steps": "longest plan to run; a longer plan is cut and the run is partial "
     f"(default: {DEFAULT_MAX_STEPS})",
     "--max-adaptations": "revisions allowed per failed step; 0 lets a failed step stay failed "
@@ -139,16 +181,24 @@ _HELP = {
     "--max-parallel": "steps a --parallel run may run at once (default: 4)",
     "--step-timeout": "time allowed per attempt at a step; a slower attempt fails "
     "(default: no limit)",
+    "--model-timeout": "time allowed per model call; a slower call fails (default: "
+    f"{MODEL_SERVER_TIMEOUT:g} for models on a server, none for demo; not with --url)",
     "--ollama-host": "the Ollama server for ollama: models, instead of OLLAMA_HOST "
     "(host, host:port or a URL; default port 11434)",
     "--approve": "show the plan and ask before running it: y runs it, e edits it "
-    "(type new steps, one per line, then an empty line), n cancels (exit status 1)",
+    "(type new steps, one per line, then an empty line), n cancels (exit status 1); "
+    "with --db, no answer (end of input) leaves the run waiting (exit status 3)",
     "budget": "Hard limits for the run, checked before every model call: once one is reached "
     "no call is made, the open step fails, no later step starts, and the summary says which "
     "budget was spent.",
     "--max-model-calls": "model calls the run may make, planning and the final answer included",
     "--max-tokens": "tokens (input + output) the run may spend",
     "--max-seconds": "seconds the run may take from the start of planning",
+    "durable": "Keep the run's checkpoints, so a run that was killed, interrupted or left "
+    "waiting for approval can be finished with `agentloop resume`.",
+    "--db": "a SQLite file, or a postgresql:// URL, to keep the run in",
+    "--thread": "the thread to run on (default: a new one, printed); a thread whose run is "
+    "unfinished is refused: resume it",
     "--url": "run on the Agent Server at URL (langgraph dev, Aegra, LangSmith Deployments) "
     "through langgraph-sdk; --model and the limits go as the run's context",
     "--assistant": f"the assistant or graph id to run with --url (default: {DEFAULT_ASSISTANT})",
@@ -157,8 +207,36 @@ _HELP = {
 }
 
 
+def _add(group: Any, flag: str, **how: Any) -> None:
+    group.add_argument(flag, **{"help": _HELP.get(flag), **how})
+
+
+def _run_options(command: argparse.ArgumentParser) -> None:
+    """The options of a run: what `run` starts it with and `resume` may change."""
+    _add(command, "--model")
+    _add(command, "--max-steps", type=_at_least("--max-steps", 1), metavar="N")
+    _add(command, "--max-adaptations", type=_at_least("--max-adaptations", 0), metavar="N")
+    _add(command, "--max-replans", type=_at_least("--max-replans", 0), metavar="N")
+    _add(command, "--parallel", action="store_true", default=None)
+    _add(command, "--max-parallel", type=_at_least("--max-parallel", 1), metavar="N")
+    _add(command, "--step-timeout", type=_seconds("--step-timeout"), metavar="SECONDS")
+    _add(command, "--model-timeout", type=_seconds("--model-timeout"), metavar="SECONDS")
+    _add(command, "--ollama-host", metavar="URL")
+    _add(command, "--approve", action="store_true", dest="approve_plan", default=None)
+    budget = command.add_argument_group("budget", _HELP["budget"])
+    _add(budget, "--max-model-calls", type=_at_least("--max-model-calls", 1), metavar="N")
+    _add(budget, "--max-tokens", type=_at_least("--max-tokens", 1), metavar="N")
+    _add(budget, "--max-seconds", type=_seconds("--max-seconds"), metavar="S")
+
+
+def _output_options(command: argparse.ArgumentParser) -> None:
+    output = command.add_mutually_exclusive_group()
+    _add(output, "--stream", action="store_true")
+    _add(output, "--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The `agentloop` argument parser; its usage errors exit 1 after one error line."""
+    """The `agentloop` argument parser; its usage errors raise `CliError`."""
     parser = _Parser(
         prog="agentloop",
         description="Plan a task into steps, run them one by one with a chat model,\n"
@@ -172,30 +250,46 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the plan -> execute -> adapt -> summarise loop on TASK,\n"
         "printing the plan and each step as it runs.",
     )
-
-    def option(group: Any, flag: str, **how: Any) -> None:
-        group.add_argument(flag, help=_HELP[flag], **how)
-
-    run.add_argument("task", metavar="TASK", type=_TASK, help="what the loop should do")
-    option(run, "--model")
-    option(run, "--max-steps", type=_POSITIVE, metavar="N")
-    option(run, "--max-adaptations", type=_WHOLE, metavar="N")
-    option(run, "--max-replans", type=_WHOLE, metavar="N")
-    option(run, "--parallel", action="store_true", default=None)
-    option(run, "--max-parallel", type=_POSITIVE, metavar="N")
-    option(run, "--step-timeout", type=_SECONDS, metavar="SECONDS")
-    option(run, "--ollama-host", metavar="URL")
-    option(run, "--approve", action="store_true", dest="approve_plan", default=None)
-    budget = run.add_argument_group("budget", _HELP["budget"])
-    option(budget, "--max-model-calls", type=_POSITIVE, metavar="N")
-    option(budget, "--max-tokens", type=_POSITIVE, metavar="N")
-    option(budget, "--max-seconds", type=_SECONDS, metavar="S")
+    run.add_argument("task", metavar="TASK", nargs="?", help=_HELP["TASK"])
+    _add(run, "--task-file", metavar="PATH")
+    _run_options(run)
+    durable = run.add_argument_group("durable runs", _HELP["durable"])
+    _add(durable, "--db", metavar="PATH")
+    _add(durable, "--thread", metavar="ID")
     server = run.add_argument_group("server")
-    option(server, "--url", type=_URL, metavar="URL")
-    option(server, "--assistant", metavar="ID")
-    output = run.add_mutually_exclusive_group()
-    option(output, "--stream", action="store_true")
-    option(output, "--json", action="store_true")
+    _add(server, "--url", type=_url, metavar="URL")
+    _add(server, "--assistant", metavar="ID")
+    _output_options(run)
+
+    resume = commands.add_parser(
+        "resume",
+        help="finish a run kept with --db: one that was stopped, or waits for plan approval",
+        description="Finish the run on thread ID in --db: from its last checkpoint if it was\n"
+        "stopped, or by asking about its plan if it waits for approval. It runs with\n"
+        "the options it started with; options given here replace those.",
+    )
+    resume.add_argument("thread", metavar="ID", help="the run's thread (see `agentloop runs`)")
+    _add(resume, "--db", metavar="PATH", required=True, help="where the run is kept")
+    _run_options(resume)
+    _output_options(resume)
+
+    runs = commands.add_parser(
+        "runs",
+        help="list the runs kept with --db, the newest first",
+        description="List the threads in --db, the newest run first, with each run's\n"
+        "status and how many of its steps have ended.",
+    )
+    _add(runs, "--db", metavar="PATH", required=True, help="where the runs are kept")
+    limit = f"threads to list (default: {DEFAULT_LIMIT})"
+    _add(
+        runs,
+        "--limit",
+        type=_at_least("--limit", 1),
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=limit,
+    )
+    _add(runs, "--json", action="store_true", help="print each run as one JSON line")
     return parser
 
 
@@ -217,11 +311,14 @@ def check_server(url: str) -> None:
     _probe(url, "/info", "Agent Server", "; start it (langgraph dev, Aegra) or check --url")
 
 
-def connect(spec: str, *, ollama_host: str | None = None) -> tuple[str, dict[str, Any]]:
-    """The `--model` string, once it names a model and its server answers when it is
-    Ollama, with the `model_options` that point it there; a `CliError` saying what to set
-    or install when there is none. The loop builds each phase's model from the string,
-    with its defaults (an Ollama model's answer caps, its stop on repetition)."""
+def connect(
+    spec: str, *, ollama_host: str | None = None, argument: str = "--model"
+) -> tuple[str, dict[str, Any]]:
+    """The model string, once it names a model and its server answers when it is Ollama,
+    with the `model_options` that point it there; a `CliError` saying what to set or
+    install when there is none (`argument`: what named the model). The loop builds each
+    phase's model from the string, with its defaults (an Ollama model's answer caps, its
+    stop on repetition)."""
     from agentloop_graph.models import resolve_model
     from agentloop_graph.ollama import ollama_base_url
 
@@ -229,7 +326,7 @@ def connect(spec: str, *, ollama_host: str | None = None) -> tuple[str, dict[str
     try:
         if spec.startswith("ollama:"):
             options["base_url"] = ollama_base_url(ollama_host, argument="--ollama-host")
-        resolve_model(spec, argument="--model", options=options)
+        resolve_model(spec, argument=argument, options=options)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
     if "base_url" in options:
@@ -513,6 +610,15 @@ def in_background(produce: Callable[[], Any], console: Console) -> Iterator[Any]
         yield item
 
 
+def _text(content: Any) -> str:
+    """The text of a message's content: a string, or a list of parts (from a server, JSON)."""
+    return "".join(
+        part if isinstance(part, str) else str(part.get("text", ""))
+        for part in (content if isinstance(content, list) else [content])
+        if isinstance(part, str) or (isinstance(part, Mapping) and part.get("type") == "text")
+    )
+
+
 def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
     """The node and text of one `stream_mode="messages"` item; no text for the planner's and
     adapter's answers (the plan and revision lines show them) nor for messages a node wrote
@@ -521,18 +627,13 @@ def streamed_text(chunk: tuple[Any, Mapping[str, Any]]) -> tuple[str, str]:
     node = metadata.get("langgraph_node", "")
     if node not in STREAMED_NODES or "ls_model_type" not in metadata:
         return node, ""
-    # From a server the message comes as JSON; its content is a string or a list of parts.
-    content = message.get("content") if isinstance(message, Mapping) else message.content
-    return node, "".join(
-        part if isinstance(part, str) else str(part.get("text", ""))
-        for part in (content if isinstance(content, list) else [content])
-        if isinstance(part, str) or (isinstance(part, Mapping) and part.get("type") == "text")
-    )
+    # From a server the message comes as JSON.
+    return node, _text(message.get("content") if isinstance(message, Mapping) else message.content)
 
 
-def ask_about_plan(shown_on: TextIO) -> bool | list[str]:
+def ask_about_plan(shown_on: TextIO) -> bool | list[str] | None:
     """The answer that resumes a run paused for plan approval: True runs the plan, False
-    cancels it (also at end of input), a list of steps runs those instead."""
+    cancels it, a list of steps runs those instead; None at end of input."""
 
     def read_line(prompt: str) -> str | None:
         print(prompt, end="", file=shown_on, flush=True)
@@ -543,13 +644,12 @@ def ask_about_plan(shown_on: TextIO) -> bool | list[str]:
         return line.rstrip("\n") if line else None
 
     while True:
-        reply = read_line("Run this plan? y = run it, e = edit it, n = cancel: ")
-        match (reply or "n").strip().lower():
+        if (reply := read_line("Run this plan? y = run it, e = edit it, n = cancel: ")) is None:
+            return None
+        match reply.strip().lower():
             case "y" | "yes":
                 return True
             case "n" | "no":
-                if reply is None:
-                    print("No answer (end of input): the plan is cancelled.", file=shown_on)
                 return False
             case "e" | "edit":
                 print("New plan: one step per line, an empty line to finish.", file=shown_on)
@@ -564,74 +664,230 @@ def ask_about_plan(shown_on: TextIO) -> bool | list[str]:
 
 
 Leg = Callable[[Any], Iterator[tuple[str, Any]]]
-"""Streams one leg of a run to its end or a pause: from the task when given None, else
-resumed with that answer to the plan approval; `(mode, chunk)` pairs, mode `custom`,
-`values` (a pause under `__interrupt__`) or `messages`."""
+"""Streams one leg of a run to its end or a pause: from the task (or, resuming, from the
+last checkpoint) when given None, else resumed with that answer to the plan approval;
+`(mode, chunk)` pairs, mode `custom`, `values` (a pause under `__interrupt__`) or
+`messages`."""
 
 
-def _context(args: argparse.Namespace) -> dict[str, Any]:
-    """The run's `Context` fields the command line gives, only those: a server keeps its own
+class Prepared(NamedTuple):
+    """A run ready to go: its legs, and what to say before it starts."""
+
+    leg: Leg
+    thread: str | None = None
+    """The run's thread, when it outlives this process (`--db`, `--url`)."""
+    model: str | None = None
+    """The model string of a local run."""
+    server: str | None = None
+    """Where the model's server is, when the command knows (Ollama's URL)."""
+    resumed: ThreadRun | None = None
+    """The run `resume` found on the thread."""
+
+
+def _emit(event: Mapping[str, Any]) -> None:
+    """Print one JSON line on stdout (`--json`)."""
+    print(json.dumps(event), flush=True)
+
+
+def _storable(text: str) -> str:
+    """`text` with lone surrogates (bytes of an argument that were not UTF-8) as U+FFFD,
+    as the loop stores them: printing or sending them would fail."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _shown_task(task: str) -> str:
+    """The task for the `Task:` line: whole if short, else its first line cut, and its size."""
+    lines = task.splitlines()
+    if len(task) <= TASK_SHOWN and len(lines) == 1:
+        return task
+    first = " ".join(lines[0].split())[: PREVIEW - 1]
+    size = f"{len(task):,} characters" + (f", {len(lines)} lines" if len(lines) > 1 else "")
+    return f"{first}… ({size})"
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options given on the command line, only those."""
+    return {name: value for name in RUN_OPTIONS if (value := getattr(args, name)) is not None}
+
+
+def _local_options(
+    args: argparse.Namespace, remembered: Mapping[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """The options of a local run: those it started with (`remembered`), replaced by those
+    given now, its model included; and what named the model, for messages."""
+    options = {**remembered, **_given(args)}
+    named_by = "--model"
+    if "model" not in options:
+        if model := os.environ.get(MODEL_ENV, "").strip():
+            named_by = MODEL_ENV
+        options["model"] = model or DEFAULT_MODEL
+    return options, named_by
+
+
+def _refuse_unusable(args: argparse.Namespace, options: Mapping[str, Any], named_by: str) -> None:
+    """A `CliError` for an option given now that the run could not use."""
+    if args.max_parallel is not None and not options.get("parallel"):
+        raise CliError(
+            "--max-parallel needs --parallel: it caps the steps a parallel run runs at once"
+        )
+    model = options.get("model")
+    if args.ollama_host is not None and model is not None and not model.startswith("ollama:"):
+        raise CliError(f"--ollama-host is for ollama: models, and {named_by} {model!r} is not one")
+
+
+def _context(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's `Context` fields among `options`, only those: a server keeps its own
     settings for the rest (its model, say)."""
-    context = {name: value for name in CONTEXT if (value := getattr(args, name)) is not None}
-    if budget := {name: value for name in BUDGET if (value := getattr(args, name)) is not None}:
+    context = {name: options[name] for name in CONTEXT if name in options}
+    if budget := {name: options[name] for name in BUDGET if name in options}:
         context["budget"] = budget
     return context
 
 
-def _in_process(args: argparse.Namespace) -> Leg:
-    """Builds the loop (imports, model) and returns legs of a run of it in this process."""
+def _open_db(db: str, stack: contextlib.ExitStack) -> Any:
+    """The checkpointer keeping runs in `db` (closed with `stack`)."""
+    postgres = cli_runs.is_postgres(db)
+    package = f"langgraph-checkpoint-{'postgres' if postgres else 'sqlite'}"
+    try:
+        return stack.enter_context(cli_runs.open_checkpointer(db))
+    except ImportError:
+        raise CliError(
+            f"--db {cli_runs.shown_db(db)} needs {package}: pip install {package}"
+        ) from None
+    except Exception as exc:
+        kind = "the PostgreSQL database" if postgres else "the SQLite file"
+        reason = str(exc) or type(exc).__name__
+        raise CliError(f"cannot open {kind} --db {cli_runs.shown_db(db)}: {reason}") from None
+
+
+def _find_run(saver: Any, thread: str, db: str) -> ThreadRun:
+    found = cli_runs.read_run(cli_runs.reader(saver), thread)
+    if found is None:
+        raise CliError(
+            f"no run on thread {thread!r} in {cli_runs.shown_db(db)}; list the runs there with "
+            f"`agentloop runs --db {shlex.quote(cli_runs.shown_db(db))}`"
+        )
+    return found
+
+
+def _in_process(args: argparse.Namespace, stack: contextlib.ExitStack) -> Prepared:
+    """Builds the loop (imports, model, checkpointer) and returns legs of a run of it in
+    this process: a new one, or with `resume` the thread's unfinished one."""
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
 
     from agentloop_graph.budget import Budget
+    from agentloop_graph.compiled import UnfinishedRunError
     from agentloop_graph.graph import create_agent_loop
+    from agentloop_graph.leases import ThreadBusyError
 
-    defaults = {"max_steps": DEFAULT_MAX_STEPS, "max_adaptations": DEFAULT_MAX_ADAPTATIONS}
-    settings: dict[str, Any] = {**defaults, **_context(args)}
-    model, options = connect(settings.pop("model", DEFAULT_MODEL), ollama_host=args.ollama_host)
+    saver = _open_db(args.db, stack) if args.db else None
+    thread = args.thread or uuid.uuid4().hex[:12]
+    resumed = _find_run(saver, thread, args.db) if args.command == "resume" else None
+    if resumed is not None and resumed.finished:
+        return Prepared(lambda answer: iter(()), thread, resumed=resumed)
+    options, named_by = _local_options(args, resumed.options if resumed else {})
+    _refuse_unusable(args, options, named_by)
+    spec = options["model"]
+    host = options.get("ollama_host") if spec.startswith("ollama:") else None
+    model, model_options = connect(spec, ollama_host=host, argument=named_by)
+    settings: dict[str, Any] = {
+        "max_steps": DEFAULT_MAX_STEPS,
+        "max_adaptations": DEFAULT_MAX_ADAPTATIONS,
+    }
+    settings.update(_context(options))
+    del settings["model"]
     if "budget" in settings:
         settings["budget"] = Budget(**settings["budget"])
-    if settings.get("approve_plan"):
+    timeout = options.get("model_timeout", None if spec == "demo" else MODEL_SERVER_TIMEOUT)
+    if saver is None and settings.get("approve_plan"):
         # Plan approval pauses the run; resuming it needs the paused run's checkpoint.
-        settings["checkpointer"] = InMemorySaver()
+        saver = InMemorySaver()
     try:
-        graph = create_agent_loop(model, model_options=options, **settings)
+        graph = create_agent_loop(
+            model,
+            model_options=model_options,
+            model_timeout=timeout,
+            checkpointer=saver,
+            **settings,
+        )
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
-    config: RunnableConfig = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    # LangGraph copies the config's metadata into each checkpoint: the thread keeps the options.
+    config: RunnableConfig = {
+        "configurable": {"thread_id": thread},
+        "metadata": {cli_runs.OPTIONS_KEY: json.dumps(options)},
+    }
     modes = ["custom", "values", *(["messages"] if args.stream else [])]
 
     def leg(answer: Any) -> Iterator[tuple[str, Any]]:
-        start: Any = {"task": args.task} if answer is None else Command(resume=answer)
-        return graph.stream(start, config, stream_mode=modes)
+        start: Any = Command(resume=answer)
+        if answer is None:
+            start = None if resumed else {"task": args.task}
+        try:
+            return graph.stream(start, config, stream_mode=modes)
+        except UnfinishedRunError:
+            raise CliError(
+                f"thread {thread!r} has an unfinished run; finish it with "
+                f"`{cli_runs.resume_command(thread, args.db)}`, or run the task on another --thread"
+            ) from None
+        except ThreadBusyError:
+            other = ", or run the task on another --thread" if resumed is None else ""
+            raise CliError(
+                f"thread {thread!r} is in use by another run (another agentloop process?); "
+                f"wait for it to end{other}"
+            ) from None
 
-    return leg
+    server = model_options.get("base_url")
+    return Prepared(leg, thread if args.db else None, spec, server, resumed)
 
 
-def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Leg:
+@contextlib.contextmanager
+def _server_errors(url: str) -> Iterator[None]:
+    """HTTP failures talking to the Agent Server at `url`, as one-line `CliError`s."""
+    import httpx
+
+    try:
+        yield
+    except httpx.HTTPStatusError as exc:
+        try:
+            detail = exc.response.json()
+            detail = detail.get("detail") or detail.get("message") or detail
+        except ValueError:
+            detail = exc.response.text
+        status = exc.response.status_code
+        raise CliError(
+            f"the Agent Server at {url} refused the run: HTTP {status}: {detail}"
+        ) from None
+    except httpx.HTTPError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise CliError(f"lost the Agent Server at {url}: {reason}") from None
+
+
+def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Prepared:
     """A client of the Agent Server at `args.url`, once it answers (closed with `stack`),
-    and legs of a run on one thread it creates there."""
+    and legs of a run on a thread it creates there."""
     try:
         from langgraph_sdk import get_sync_client
     except ImportError:
         raise CliError("--url needs langgraph-sdk: pip install langgraph-sdk") from None
-    import httpx
 
     check_server(args.url)
     client: Any = stack.enter_context(get_sync_client(url=args.url))
-    context = _context(args)
+    context = _context(_given(args))
     # A server sends message chunks with their metadata as "messages-tuple".
     modes = ["custom", "values", *(["messages-tuple"] if args.stream else [])]
-    thread: list[str] = []
+    # The loop reads `task`; a chat graph (`chat_app`, say) reads the task as a user message.
+    task = {"task": args.task, "messages": [{"role": "user", "content": args.task}]}
+    with _server_errors(args.url):
+        thread = str(client.threads.create()["thread_id"])
 
     def leg(answer: Any) -> Iterator[tuple[str, Any]]:
-        try:
-            if not thread:
-                thread.append(client.threads.create()["thread_id"])
+        with _server_errors(args.url):
             for part in client.runs.stream(
-                thread[0],
+                thread,
                 args.assistant,
-                input={"task": args.task} if answer is None else None,
+                input=task if answer is None else None,
                 command=None if answer is None else {"resume": answer},
                 context=context,
                 stream_mode=modes,
@@ -643,34 +899,69 @@ def _on_server(args: argparse.Namespace, stack: contextlib.ExitStack) -> Leg:
                     raise CliError(f"the run failed on the Agent Server at {args.url}: {reason}")
                 if (mode := part.event.split("/", 1)[0]) in ("custom", "values", "messages"):
                     yield mode, part.data
-        except httpx.HTTPStatusError as exc:
-            try:
-                detail = exc.response.json()
-                detail = detail.get("detail") or detail.get("message") or detail
-            except ValueError:
-                detail = exc.response.text
-            status = exc.response.status_code
-            raise CliError(
-                f"the Agent Server at {args.url} refused the run: HTTP {status}: {detail}"
-            ) from None
-        except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise CliError(f"lost the Agent Server at {args.url}: {reason}") from None
 
-    return leg
+    return Prepared(leg, thread)
 
 
-def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> Mapping[str, Any]:
+def _question(pending: Sequence[Any]) -> Mapping[str, Any]:
+    """What a paused run asks: an `Interrupt`'s value here, its JSON from a server."""
+    first = pending[0]
+    value = first["value"] if isinstance(first, Mapping) else first.value
+    return value if isinstance(value, Mapping) else {"plan": []}
+
+
+def _answer(question: Mapping[str, Any], console: Console, as_json: bool, hint: str | None) -> Any:
+    """The person's answer about the plan `question` shows; None if there is none and the
+    run can wait for one (`hint`: how to give it later), else False (cancel) at end of input."""
+    console.finish()
+    shown_on = sys.stderr if as_json else sys.stdout
+    if as_json:  # the human output showed the plan already
+        print("\n".join(_plan_lines(question.get("plan", []))), file=shown_on)
+    answer = ask_about_plan(shown_on)
+    if answer is None and hint:
+        print(
+            f"No answer (end of input): the plan waits for approval; answer it with: {hint}",
+            file=shown_on,
+            flush=True,
+        )
+        return None
+    if answer is None:
+        print("No answer (end of input): the plan is cancelled.", file=shown_on, flush=True)
+        return False
+    if isinstance(answer, list) and not as_json:
+        for line in ["", *_plan_lines(answer, ", edited")]:
+            console.say(line)
+    return answer
+
+
+def _drive(
+    leg: Leg,
+    spending: Spending,
+    console: Console,
+    *,
+    as_json: bool,
+    waiting: Mapping[str, Any] | None = None,
+    hint: str | None = None,
+) -> Mapping[str, Any]:
     """Run the task to its end, showing it, and asking about the plan whenever the run
-    pauses for it; its last values."""
-    spending.planning()
-    console.working("planning")
-    answer: bool | list[str] | None = None
+    pauses for it (`waiting`: what a resumed run already waits on); its last values. Left
+    with no answer, a run that can wait (`hint`: how to answer later) ends the drive, its
+    values still under `__interrupt__`."""
+    if waiting is None:
+        spending.planning()
+        console.working("planning")
+    question = waiting
+    answer: Any = None
     activity = Activity()
     parallel = False  # steps interleave: a plan with dependencies says so
     failures: dict[int, str] = {}  # each step's last failed attempt's error
     try:
         while True:  # a leg each: to the end of the run, or to a pause for plan approval
+            if (
+                question is not None
+                and (answer := _answer(question, console, as_json, hint)) is None
+            ):
+                return {"__interrupt__": [{"value": question}]}
             output: Mapping[str, Any] = {}
             streamed: set[str] = set()  # the phases whose text the current step or answer showed
             for mode, chunk in in_background(functools.partial(leg, answer), console):
@@ -684,7 +975,7 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
                         streamed.add(node)
                     console.token(text)
                 elif as_json:
-                    print(json.dumps(chunk), flush=True)
+                    _emit(chunk)
                 else:
                     spending.update(chunk)
                     parallel = parallel or "dependencies" in chunk
@@ -698,15 +989,7 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
                     console.working(activity.update(chunk))
             if not (pending := output.get("__interrupt__")):
                 return output
-            console.finish()
-            shown_on = sys.stderr if as_json else sys.stdout
-            if as_json:  # an `Interrupt` here, its JSON from a server
-                asked = pending[0]["value"] if isinstance(pending[0], Mapping) else pending[0].value
-                print("\n".join(_plan_lines(asked["plan"])), file=shown_on)
-            answer = ask_about_plan(shown_on)
-            if isinstance(answer, list) and not as_json:
-                for line in ["", *_plan_lines(answer, ", edited")]:
-                    console.say(line)
+            question = _question(pending)
     except (CliError, BrokenPipeError):
         raise
     except Exception as exc:
@@ -714,28 +997,88 @@ def _drive(leg: Leg, spending: Spending, console: Console, *, as_json: bool) -> 
         raise CliError(f"the run stopped: {type(exc).__name__}: {exc}") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the loop as the parsed `args` say, printing its progress live; the exit status.
-    On Ctrl-C (`KeyboardInterrupt`) the terminal is left at the start of a clean line."""
-    spending = Spending()
-    console = Console(spending, quiet=args.json)
-    if (args.model or (None if args.url else DEFAULT_MODEL)) == "demo":
+def _last_ai_text(output: Mapping[str, Any]) -> str | None:
+    """The text of the last AI message in a graph's output (a message, or its JSON)."""
+    for message in reversed(output.get("messages") or ()):
+        if isinstance(message, Mapping):
+            kind, content = message.get("type"), message.get("content")
+        else:
+            kind, content = getattr(message, "type", None), getattr(message, "content", None)
+        if kind in ("ai", "AIMessageChunk") and (text := _text(content)):
+            return text
+    return None
+
+
+def _announce(prepared: Prepared, args: argparse.Namespace, console: Console) -> None:
+    """Say where the run lives and what model it uses, before it starts (or goes on)."""
+    resumed, thread = prepared.resumed, prepared.thread
+    if prepared.model == "demo" and args.command == "resume":
         print(DEMO_NOTE, file=sys.stderr if args.json else sys.stdout, flush=True)
-    console.say(f"Task: {args.task}")
-    if args.url:
-        console.say(f"Server: {args.url} ({args.assistant})")
-    console.working("starting")
-    library = logging.getLogger("agentloop_graph")
-    library.addHandler(console)
-    try:
-        with contextlib.ExitStack() as stack:
-            (leg,) = in_background(
-                lambda: [_on_server(args, stack) if args.url else _in_process(args)], console
-            )
-            output = _drive(leg, spending, console, as_json=args.json)
-    finally:
-        library.removeHandler(console)
-        console.finish()
+    if resumed is not None:
+        console.say(f"Task: {_shown_task(resumed.task)}")
+    if thread is not None and args.json:
+        where = {"db": cli_runs.shown_db(args.db)} if args.db else {"url": args.url}
+        _emit({"event": "thread", "thread_id": thread, **where})
+    elif thread is not None:
+        console.say(
+            f"Thread: {thread}"
+            + (f" (resume with: {cli_runs.resume_command(thread, args.db)})" if args.db else "")
+        )
+    if prepared.model not in (None, "demo"):
+        console.say(
+            f"Model: {prepared.model}" + (f" at {prepared.server}" if prepared.server else "")
+        )
+    if resumed is not None and resumed.plan:
+        note = f", {resumed.ended} ended" if resumed.ended else ""
+        for line in _plan_lines(resumed.plan, note, resumed.dependencies):
+            console.say(line)
+
+
+def _finished(resumed: ThreadRun, args: argparse.Namespace) -> int:
+    """What `resume` says of a run that has already finished; its exit status."""
+    if args.json:
+        _emit(
+            {
+                "event": "output",
+                "thread_id": resumed.thread_id,
+                "status": resumed.status,
+                "summary": resumed.summary,
+                "answer": resumed.answer,
+            }
+        )
+    else:
+        ended = f"{resumed.status}, {resumed.ended} of {resumed.total} steps ended"
+        print(
+            f"The run on thread {resumed.thread_id} has already finished ({ended}): "
+            "nothing to resume."
+        )
+    return exit_status(resumed.status)
+
+
+def _report(
+    output: Mapping[str, Any], spending: Spending, console: Console, args: argparse.Namespace
+) -> int:
+    """The run's final lines (or, under `--json`, the command's last event); the exit status."""
+    if pending := output.get("__interrupt__"):  # no answer; the run waits for one (--db)
+        if args.json:
+            plan = _question(pending).get("plan", [])
+            hint = cli_runs.resume_command(args.thread, args.db)
+            _emit({"event": "waiting", "thread_id": args.thread, "plan": plan, "resume": hint})
+        return WAITING
+    if "status" not in output:
+        # Another graph than the loop (--assistant): what it answered, if anything.
+        answer = (
+            output.get("answer") if isinstance(output.get("answer"), str) else _last_ai_text(output)
+        )
+        if args.json:
+            _emit({"event": "output", "answer": answer})
+        console.say()
+        console.say(
+            f"Answer: {answer}"
+            if answer
+            else f"Output: {_one_line(json.dumps(output, default=str), 300)}"
+        )
+        return 0
     seconds = (output.get("total_duration_ms") or 0) / 1000
     console.say()
     console.say(f"Summary: {output.get('summary')}")
@@ -747,36 +1090,172 @@ def run(args: argparse.Namespace) -> int:
     return exit_status(output.get("status"))
 
 
+def run(args: argparse.Namespace) -> int:
+    """Run the loop (`run`) or finish a run (`resume`) as the parsed `args` say, printing its
+    progress live; the exit status. On Ctrl-C (`KeyboardInterrupt`) the terminal is left at
+    the start of a clean line. `args.thread` is the run's thread once it is known."""
+    spending = Spending()
+    console = Console(spending, quiet=args.json)
+    if args.command == "run":
+        model = args.model or (
+            None if args.url else os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
+        )
+        if model == "demo":
+            print(DEMO_NOTE, file=sys.stderr if args.json else sys.stdout, flush=True)
+        console.say(f"Task: {_shown_task(args.task)}")
+        if args.url:
+            console.say(f"Server: {args.url} ({args.assistant})")
+    console.working("starting")
+    library = logging.getLogger("agentloop_graph")
+    library.addHandler(console)
+    try:
+        with contextlib.ExitStack() as stack:
+            (prepared,) = in_background(
+                lambda: [_on_server(args, stack) if args.url else _in_process(args, stack)], console
+            )
+            args.thread = prepared.thread
+            resumed = prepared.resumed
+            if resumed is not None and resumed.finished:
+                console.finish()
+                return _finished(resumed, args)
+            _announce(prepared, args, console)
+            if resumed is not None:
+                console.working("resuming")
+            output = _drive(
+                prepared.leg,
+                spending,
+                console,
+                as_json=args.json,
+                waiting=resumed.question if resumed else None,
+                hint=cli_runs.resume_command(args.thread, args.db) if args.db else None,
+            )
+    finally:
+        library.removeHandler(console)
+        console.finish()
+    return _report(output, spending, console, args)
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    """`agentloop runs`: the threads in `args.db`, the newest run first; the exit status."""
+    with contextlib.ExitStack() as stack:
+        found = cli_runs.list_runs(_open_db(args.db, stack), args.limit)
+    if args.json:
+        for each in found:
+            _emit(cli_runs.record(each))
+    else:
+        print("\n".join(cli_runs.listing(found, args.db)))
+    return 0
+
+
 def exit_status(status: str | None) -> int:
     """The exit status for a run status: 0 completed, 2 partial, 1 failed (or none)."""
     return {"completed": 0, "partial": 2}.get(status or "", 1)
 
 
+def _read_task(args: argparse.Namespace) -> str:
+    """The task from TASK, stdin (`-`) or `--task-file`, whichever one names it."""
+    usage = " (see `agentloop run --help`)"
+    sources = {"TASK": args.task not in (None, "-"), "-": args.task == "-"}
+    given = [name for name, used in {**sources, "--task-file": args.task_file}.items() if used]
+    if len(given) != 1:
+        problem = (
+            f"give the task once ({' and '.join(given)} both do)" if given else "give the task"
+        )
+        raise CliError(f"{problem}: as TASK, - (stdin) or --task-file PATH{usage}")
+    data: str | bytes = args.task
+    if args.task == "-" and args.approve_plan:
+        raise CliError(
+            "--approve reads its answers from stdin, so the task cannot come from there "
+            "too: give it as TASK or with --task-file PATH"
+        )
+    if args.task == "-":
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    elif args.task_file is not None:
+        try:
+            data = Path(args.task_file).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read --task-file {args.task_file}: {exc.strerror}") from None
+    text = data.decode("utf-8-sig", "replace") if isinstance(data, bytes) else _storable(data)
+    if not text.strip():
+        raise CliError(f"the task is empty: describe what the loop should do{usage}")
+    return text.strip()
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Refuse, as a `CliError`, what the `run` command line asks for that cannot work."""
+    usage = " (see `agentloop run --help`)"
+    if args.url is None and args.assistant is not None:
+        raise CliError(f"--assistant needs --url: it names a graph on a server{usage}")
+    local_only = {
+        "--db": (args.db, "an Agent Server keeps its runs' threads itself"),
+        "--thread": (args.thread, "an Agent Server keeps its runs' threads itself"),
+        "--ollama-host": (args.ollama_host, "the server's graph uses the server's OLLAMA_HOST"),
+        "--model-timeout": (
+            args.model_timeout,
+            "the server's graph sets its own (a run's context has no such field)",
+        ),
+    }
+    for flag, (value, why) in local_only.items():
+        if args.url is not None and value is not None:
+            raise CliError(f"{flag} is for local runs; with --url {why}{usage}")
+    if args.thread is not None and args.db is None:
+        raise CliError(f"--thread needs --db: without it the run is kept in memory only{usage}")
+    if args.url is not None:
+        _refuse_unusable(args, _given(args), "--model")
+    else:
+        _refuse_unusable(args, *_local_options(args, {}))
+
+
+def _replace_unprintable() -> None:
+    """Print what the terminal cannot show as `?` instead of failing on it (a model's answer,
+    a path given in bytes that are not UTF-8)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="replace")  # type: ignore[union-attr]
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for `--json`, before (or without) parsing it."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in options
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `agentloop` console script; the exit status. `argv` None (as the script calls
     it) reads `sys.argv[1:]` and makes this the process's own entry point."""
+    _replace_unprintable()
+    words = sys.argv[1:] if argv is None else list(argv)
+    as_json = _wants_json(words)
+    args: argparse.Namespace | None = None
     try:
         try:
-            parser = build_parser()
-            args = parser.parse_args(argv)
-            if args.url is None and args.assistant is not None:
-                parser.error("--assistant needs --url: it names a graph on a server")
-            if args.url is not None and args.ollama_host is not None:
-                parser.error(
-                    "--ollama-host is for local runs; with --url the server's graph uses "
-                    "the server's OLLAMA_HOST"
-                )
+            args = build_parser().parse_args(words)
         except SystemExit as stop:
-            # --help and usage errors end parsing; hand their status back instead of exiting.
+            # --help and --version end parsing; hand their status back instead of exiting.
             return stop.code if isinstance(stop.code, int) else 1
-        args.url = args.url and args.url.rstrip("/")
-        args.assistant = args.assistant or DEFAULT_ASSISTANT
+        as_json = args.json
+        if args.command == "runs":
+            return list_runs(args)
+        if args.command == "run":
+            args.url = args.url and args.url.rstrip("/")
+            _check(args)
+            args.task = _read_task(args)
+            args.assistant = args.assistant or DEFAULT_ASSISTANT
+        else:
+            args.url = None
         return run(args)
     except CliError as exc:
         # Some library messages span lines; the contract is one line per error.
-        print(f"agentloop: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        message = " ".join(str(exc).split())
+        print(f"agentloop: error: {message}", file=sys.stderr, flush=True)
+        if as_json:
+            _emit({"event": "error", "error": message, **_where(args)})
     except KeyboardInterrupt:
-        print("agentloop: interrupted", file=sys.stderr, flush=True)
+        thread, db = getattr(args, "thread", None), getattr(args, "db", None)
+        hint = f"; resume with: {cli_runs.resume_command(thread, db)}" if thread and db else ""
+        print(f"agentloop: interrupted{hint}", file=sys.stderr, flush=True)
+        if as_json:
+            _emit({"event": "error", "error": "interrupted", **_where(args)})
         if argv is None:
             # The abandoned run's thread may be mid-call or mid-import, and tearing down a
             # process with LangChain loaded can take seconds: leave at once instead.
@@ -787,6 +1266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`); point stdout at devnull so the exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1
+
+
+def _where(args: argparse.Namespace | None) -> dict[str, str]:
+    """The thread of a run that stopped, for the error event, when it outlives the process."""
+    thread = getattr(args, "thread", None)
+    return {} if thread is None else {"thread_id": thread}
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Usag
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
-from agentloop_graph import cli, create_agent_loop, models, steps
+from agentloop_graph import checks, cli, create_agent_loop, graph, models, steps
 from agentloop_graph.testing import ScriptedChatModel, Slow
 
 FAIL_STEP_2 = "Plan a picnic, fail step 2"
@@ -126,7 +127,7 @@ def test_the_task_is_printed_before_planning_begins(
 
     cli.main(["run", "the task"])
 
-    assert seen == ["Task: the task\n"]
+    assert seen == ["Task: the task\nModel: ollama:llama3.2\n"]
 
 
 def test_json_prints_only_the_progress_events_in_order(
@@ -648,6 +649,10 @@ def test_reachable_ollama_whose_model_fails_reports_planning_failure(
     assert cli.main(["run", "Plan a picnic", "--model", "ollama:llama3.2"]) == 1
 
     out, err = capsys.readouterr()
+    # Before the run: the model and its server.
+    assert out.startswith(
+        f"Task: Plan a picnic\nModel: ollama:llama3.2 at http://{broken_ollama}\n"
+    )
     assert "Summary: Planning failed:" in out
     assert "model runner crashed" in out
     assert "Status: failed" in out
@@ -716,7 +721,24 @@ def test_a_provider_without_its_api_key_says_what_to_set(
         (["run", "Plan a picnic", "--model", "nonsense"], "'nonsense' is not a model string"),
         (["run", "Plan a picnic", "--model", "ollama:"], "'ollama:' is not a model string"),
         (["run", "x", "--model", "nonsense:x"], "names no provider LangChain knows"),
-        (["run"], "TASK"),
+        (["run", "x", "--model", "demo", "--max-parallel", "2"], "--max-parallel needs --parallel"),
+        (
+            ["run", "x", "--model", "demo", "--ollama-host", "h"],
+            "--ollama-host is for ollama: models, and --model 'demo' is not one",
+        ),
+        (
+            ["run", "x", "--model", "openai:gpt-4o-mini", "--ollama-host", "h"],
+            "--ollama-host is for ollama: models, and --model 'openai:gpt-4o-mini' is not one",
+        ),
+        (
+            ["run", "x", "--url", "http://h:1", "--model-timeout", "5"],
+            "--model-timeout is for local",
+        ),
+        (["run", "x", "--model", "demo", "--model-timeout", "0"], "--model-timeout must be"),
+        (["run"], "give the task: as TASK, - (stdin) or --task-file PATH (see `agentloop run"),
+        (["run", "x", "--task-file", "t.txt"], "give the task once (TASK and --task-file both do)"),
+        (["run", "--task-file", "/no/such/file"], "cannot read --task-file /no/such/file: "),
+        (["run", "-", "--approve"], "--approve reads its answers from stdin"),
         ([], "COMMAND"),
         (["walk", "Plan a picnic"], "invalid choice: 'walk'"),
     ],
@@ -732,6 +754,188 @@ def test_bad_input_is_one_error_line_and_exit_1(
     assert line.startswith("agentloop: error: ")
     assert problem in line
     assert "model_provider" not in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "check"),
+    [
+        (["--max-steps", "0"], lambda: checks.check_count("--max-steps", 0, 1)),
+        (["--max-replans", "1.5"], lambda: checks.check_count("--max-replans", "1.5", 0)),
+        (["--max-tokens", "-5"], lambda: checks.check_count("--max-tokens", -5, 1)),
+        (["--step-timeout", "nan"], lambda: checks.check_seconds("--step-timeout", float("nan"))),
+        (["--max-seconds", "soon"], lambda: checks.check_seconds("--max-seconds", "soon")),
+    ],
+)
+def test_out_of_range_options_are_refused_in_the_librarys_own_words(
+    argv: list[str], check: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError) as library:
+        check()
+
+    assert cli.main(["run", "x", "--model", "demo", *argv]) == 1
+
+    assert capsys.readouterr().err == (
+        f"agentloop: error: {library.value} (see `agentloop run --help`)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        # Refused by the parser, and after it.
+        ["run", "x", "--model", "demo", "--max-steps", "0", "--json"],
+        ["run", "x", "--model", "demo", "--max-parallel", "2", "--json"],
+        ["run", "--json"],
+    ],
+)
+def test_under_json_a_refused_command_line_ends_with_an_error_event(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(argv) == 1
+
+    out, err = capsys.readouterr()
+    (line,) = err.splitlines()
+    assert [json.loads(printed) for printed in out.splitlines()] == [
+        {"event": "error", "error": line.removeprefix("agentloop: error: ")}
+    ]
+
+
+def test_under_json_an_unreachable_model_server_ends_with_an_error_event(
+    local_ollama_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{_free_port()}")
+
+    assert cli.main(["run", "Plan a picnic", "--json"]) == 1
+
+    out, err = capsys.readouterr()
+    event = json.loads(out.splitlines()[-1])
+    assert event["event"] == "error"
+    assert event["error"].startswith("cannot reach the Ollama server at ")
+    assert err == f"agentloop: error: {event['error']}\n"
+
+
+def test_under_json_a_run_that_raises_ends_with_an_error_event(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def raising(answer: Any) -> Iterator[tuple[str, Any]]:
+        yield "custom", {"event": "agentic.plan_ready", "steps": ["a"], "total": 1}
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(cli, "_in_process", lambda args, stack: cli.Prepared(raising))
+
+    assert cli.main(["run", "x", "--model", "demo", "--json"]) == 1
+
+    out, err = capsys.readouterr()
+    message = "the run stopped: RuntimeError: the database went away"
+    assert err.splitlines()[-1] == f"agentloop: error: {message}"
+    assert [json.loads(line)["event"] for line in out.splitlines()] == [
+        "agentic.plan_ready",
+        "error",
+    ]
+    assert json.loads(out.splitlines()[-1])["error"] == message
+
+
+def test_under_json_ctrl_c_ends_with_an_error_event(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: Any, stack: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_in_process", interrupted)
+
+    assert cli.main(["run", "x", "--model", "demo", "--json"]) == cli.INTERRUPTED
+
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1] == "agentloop: interrupted"
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"event": "error", "error": "interrupted"}
+    ]
+
+
+# --- the task and the model ----------------------------------------------------------
+
+
+def test_the_task_can_come_from_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _answers(monkeypatch, "  Plan a picnic\n")
+
+    assert cli.main(["run", "-", "--model", "demo"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "Task: Plan a picnic"
+    assert "Summary: Plan a picnic: Completed 4/4 steps." in lines
+
+
+def test_a_long_task_from_a_file_runs_whole_and_is_shown_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = "Plan a picnic for the whole team\n" + "\n".join(f"- bring {i}" for i in range(40))
+    path = tmp_path / "task.txt"
+    path.write_text(task + "\n", encoding="utf-8")
+    argv = ["run", "--task-file", str(path), "--model", "demo"]
+
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        lines[1] == f"Task: Plan a picnic for the whole team… ({len(task):,} characters, 41 lines)"
+    )
+
+    assert cli.main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["task"] == task
+
+
+def test_a_long_one_line_task_is_cut_on_the_task_line(capsys: pytest.CaptureFixture[str]) -> None:
+    task = "Plan a picnic " + "and then some more " * 12
+
+    assert cli.main(["run", task, "--model", "demo", "--max-steps", "1"]) == 0
+
+    shown = capsys.readouterr().out.splitlines()[1]
+    assert shown == f"Task: {task[: cli.PREVIEW - 1]}… ({len(task.strip()):,} characters)"
+
+
+def test_agentloop_model_is_the_default_model_and_model_wins(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(cli.MODEL_ENV, "demo")
+    assert cli.main(["run", "Plan a picnic"]) == 0
+    assert capsys.readouterr().out.startswith(f"{cli.DEMO_NOTE}\nTask: Plan a picnic\n")
+
+    monkeypatch.setenv(cli.MODEL_ENV, "nonsense")
+    assert cli.main(["run", "Plan a picnic", "--model", "demo"]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["run", "Plan a picnic"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("agentloop: error: AGENTLOOP_MODEL 'nonsense' is not a model string")
+
+
+@pytest.mark.parametrize(
+    ("argv", "timeout"),
+    [
+        # A model on a server gets a time limit per call, so a hung server cannot hang us.
+        ([], cli.MODEL_SERVER_TIMEOUT),
+        (["--model-timeout", "7.5"], 7.5),
+        (["--model", "demo"], None),
+        (["--model", "demo", "--model-timeout", "2"], 2.0),
+    ],
+)
+def test_each_model_call_has_a_time_limit_when_the_model_is_on_a_server(
+    argv: list[str], timeout: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[dict[str, Any]] = []
+
+    def create(model: Any, **options: Any) -> Any:
+        built.append(options)
+        return create_agent_loop(model, **options)
+
+    monkeypatch.setattr(graph, "create_agent_loop", create)
+    if "demo" not in argv:
+        _use_model(monkeypatch, ScriptedChatModel(responses={"planner": ["1. a"], None: ["ok"]}))
+
+    assert cli.main(["run", "one thing", *argv]) == 0
+
+    assert [options["model_timeout"] for options in built] == [timeout]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])

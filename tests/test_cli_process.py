@@ -6,21 +6,26 @@ script runs it: `main()` reading `sys.argv`.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
+import queue
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
 from agentloop_graph import cli
+from tests.fake_ollama import Delay, FakeOllama, Request, Response, Scripted, phase_of, reply
+from tests.workers import killed_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "cli_worker.py"
@@ -56,14 +61,16 @@ def test_help_and_version_load_no_langchain(argv: list[str]) -> None:
     assert _loaded_libraries(f"from agentloop_graph.cli import main; main({argv!r})") == []
 
 
-def _agentloop(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _agentloop(
+    *args: str, stdin: str | None = None, env: dict[str, str] = ENV
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agentloop_graph.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,
         encoding="utf-8",
-        env=ENV,
+        env=env,
         timeout=WAIT,
         check=False,
     )
@@ -196,6 +203,24 @@ def test_ctrl_c_pressed_twice_is_still_one_line(start: Callable[..., _Running]) 
     assert err == "agentloop: interrupted\n"
 
 
+@pytest.mark.slow
+def test_ctrl_c_on_a_kept_run_says_how_to_resume_it(
+    start: Callable[..., _Running], tmp_path: Path
+) -> None:
+    db = str(tmp_path / "runs.db")
+    running = start(
+        "run", "Plan a picnic", "--model", "demo", "--db", db, "--thread", "picnic", latency=1.0
+    )
+    running.wait_for("[2/4] ")
+
+    status, _, err = running.interrupt()
+
+    assert status == cli.INTERRUPTED
+    assert err == f"agentloop: interrupted; resume with: agentloop resume picnic --db {db}\n"
+    listed = _agentloop("runs", "--db", db)
+    assert re.search(r"^picnic .* unfinished +1/4 +Plan a picnic$", listed.stdout, re.MULTILINE)
+
+
 def _read_terminal(fd: int) -> Iterator[bytes]:
     while True:
         try:
@@ -254,3 +279,177 @@ def test_installed_console_script_runs_the_demo() -> None:
     assert "↻ adapted:" in done.stdout
     assert "Status: completed" in done.stdout
     assert done.stderr == ""
+
+
+# --- durable runs across processes ---------------------------------------------------
+
+SHED = ("Survey the shed", "Buy timber", "Replace the roof")
+ANSWER_LATENCY = 1.0
+"""Seconds each executor answer takes: the kill lands while step 2's is under way."""
+
+
+class _ShedModel:
+    """The fake Ollama server's answers: the plan at once, each step after a delay. `asked`
+    is set once the request for step `ask_about` arrives."""
+
+    def __init__(self, ask_about: int) -> None:
+        self.ask_about = ask_about
+        self.asked = threading.Event()
+
+    def __call__(self, request: Request) -> Response:
+        phase = phase_of(request)
+        if phase == "planner":
+            return reply(json.dumps({"steps": list(SHED)}))
+        if phase == "summariser":
+            return reply("The shed is renovated.")
+        step = re.search(r"^Step (\d+)/\d+: (.*)$", request.prompt, re.MULTILINE)
+        assert step is not None, request.prompt
+        if int(step[1]) == self.ask_about:
+            self.asked.set()
+        return Delay(ANSWER_LATENCY, reply(f"Did: {step[2]}"))
+
+
+def _calls(server: FakeOllama) -> Counter[str]:
+    """The chat requests the server got, by phase (`executor 2` for step 2's)."""
+    counted: Counter[str] = Counter()
+    for request in server.chat_requests:
+        step = re.search(r"^Step (\d+)/", request.prompt, re.MULTILINE)
+        phase = phase_of(request)
+        counted[f"{phase} {step[1]}" if phase == "executor" and step else phase] += 1
+    return counted
+
+
+def _next_event(lines: queue.Queue[str | None], stderr: Path) -> dict[str, Any]:
+    line = lines.get(timeout=WAIT)
+    assert line is not None, f"the run ended early:\n{stderr.read_text()}"
+    event: dict[str, Any] = json.loads(line)
+    return event
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_step_is_finished_by_resume_without_repeating_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(tmp_path / "runs.db")
+    model = _ShedModel(ask_about=2)
+    with FakeOllama(Scripted(model)) as ollama:
+        env = {**ENV, "OLLAMA_HOST": ollama.url, "NO_PROXY": "127.0.0.1"}
+        for name, value in env.items():  # `killed_worker`'s process inherits the environment
+            monkeypatch.setenv(name, value)
+        command = [sys.executable, "-m", "agentloop_graph.cli"]
+        task = "Renovate the garden shed"
+        started = [*command, "run", task, "--model", "ollama:llama3.2", "--db", db, "--json"]
+        with killed_worker(started, tmp_path / "run.err") as (worker, lines):
+            thread = _next_event(lines, tmp_path / "run.err")
+            while _next_event(lines, tmp_path / "run.err")["event"] != "agentic.step_complete":
+                pass
+            assert model.asked.wait(WAIT), "step 2 never asked the model"
+            # SIGKILL on leaving the block: step 2's answer is still a second away.
+        assert worker.returncode == -signal.SIGKILL
+        assert thread == {"event": "thread", "thread_id": thread["thread_id"], "db": db}
+        assert _calls(ollama) == {"planner": 1, "executor 1": 1, "executor 2": 1}
+
+        listed = _agentloop("runs", "--db", db, env=env)
+        assert re.search(
+            rf"^{thread['thread_id']} .* unfinished +1/3 +{task}$", listed.stdout, re.M
+        )
+
+        done = _agentloop("resume", thread["thread_id"], "--db", db, "--json", env=env)
+
+        assert done.returncode == 0, done.stderr
+        events = [json.loads(line) for line in done.stdout.splitlines()]
+        assert events[0] == thread
+        assert [(e["event"], e.get("step")) for e in events[1:]] == [
+            ("agentic.step_started", 2),
+            ("agentic.step_complete", 2),
+            ("agentic.step_started", 3),
+            ("agentic.step_complete", 3),
+            ("agentic.task_complete", None),
+        ]
+        assert events[-1]["status"] == "completed"
+        # No second plan, no finished step again: only the step the kill cut short.
+        assert _calls(ollama) == {
+            "planner": 1,
+            "executor 1": 1,
+            "executor 2": 2,
+            "executor 3": 1,
+            "summariser": 1,
+        }
+    listed = _agentloop("runs", "--db", db)
+    assert re.search(rf"^{thread['thread_id']} .* completed +3/3 +{task}$", listed.stdout, re.M)
+
+
+@pytest.mark.slow
+def test_a_plan_left_waiting_by_one_process_is_answered_in_another(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.db")
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agentloop_graph.cli",
+            "run",
+            "Plan a picnic",
+            "--model",
+            "demo",
+            "--approve",
+            "--db",
+            db,
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=ENV,
+        timeout=WAIT,
+        check=False,
+    )
+
+    assert started.returncode == cli.WAITING, started.stderr
+    assert started.stderr == ""
+    last = started.stdout.splitlines()[-1]
+    hint = re.fullmatch(
+        r"No answer \(end of input\): the plan waits for approval; answer it with: (.*)", last
+    )
+    assert hint is not None, started.stdout
+    assert "[1/4]" not in started.stdout
+    # The hint is a command line that works as it is.
+    words = hint[1].split()
+    assert words[:2] == ["agentloop", "resume"]
+
+    done = _agentloop(*words[1:], stdin="e\nPack the basket\n\n")
+
+    assert done.returncode == 0, done.stderr
+    assert "Plan (1 step, edited):\n    1. Pack the basket\n" in done.stdout
+    assert "[1/1] Pack the basket ..." in done.stdout
+    assert "Status: completed" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "encoding"),
+    [([], "utf-8"), (["--stream"], "utf-8"), (["--json"], "utf-8"), ([], "ascii")],
+)
+def test_a_task_in_bytes_that_are_not_utf8_runs_without_a_traceback(
+    mode: list[str], encoding: str
+) -> None:
+    # What `agentloop run "$(printf 'Plan a picnic \xff\xfe')"` passes: the shell's bytes.
+    argv = [b"run", b"Plan a picnic \xff\xfe", b"--model", b"demo", *map(str.encode, mode)]
+    done = subprocess.run(
+        [sys.executable, "-m", "agentloop_graph.cli", *argv],
+        capture_output=True,
+        env={**ENV, "PYTHONIOENCODING": encoding},
+        timeout=WAIT,
+        check=False,
+    )
+
+    out, err = done.stdout.decode(encoding), done.stderr.decode(encoding)
+    assert done.returncode == 0, err
+    assert "Traceback" not in err
+    shown = "Plan a picnic \ufffd\ufffd" if encoding == "utf-8" else "Plan a picnic ??"
+    if mode == ["--json"]:
+        events = [json.loads(line) for line in out.splitlines()]
+        assert events[0]["task"] == "Plan a picnic \ufffd\ufffd"
+        assert events[-1]["status"] == "completed"
+    else:
+        assert f"Task: {shown}\n" in out
+        assert "Status: completed" in out

@@ -103,7 +103,10 @@ def test_options_go_as_the_runs_context_and_only_those_given(
     assert fake_server.closed
     (request,) = fake_server.runs.requests
     assert request["assistant_id"] == "agent_loop"
-    assert request["input"] == {"task": PICNIC}
+    assert request["input"] == {
+        "task": PICNIC,
+        "messages": [{"role": "user", "content": PICNIC}],
+    }
     assert request["context"] == {
         "model": "demo",
         "max_steps": 3,
@@ -111,10 +114,11 @@ def test_options_go_as_the_runs_context_and_only_those_given(
     }
     assert request["stream_mode"] == ["custom", "values"]
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:4] == [
+    assert lines[:5] == [
         cli.DEMO_NOTE,
         f"Task: {PICNIC}",
         "Server: http://server:2024 (agent_loop)",
+        "Thread: t1",
         "Plan (3 steps):",
     ]
     assert any(
@@ -173,6 +177,62 @@ def test_a_run_the_server_ends_in_an_error_is_one_line(
     )
 
 
+def test_under_json_a_failed_server_run_ends_with_an_error_event_naming_the_thread(
+    fake_server: _Client, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def failing(thread_id: str, assistant_id: str, **kwargs: Any) -> Iterator[_Part]:
+        yield _Part("error", {"error": "RuntimeError", "message": "worker died"})
+
+    monkeypatch.setattr(fake_server.runs, "stream", failing)
+
+    assert cli.main(["run", PICNIC, "--url", "http://server:2024", "--json"]) == 1
+
+    out, err = capsys.readouterr()
+    message = "the run failed on the Agent Server at http://server:2024: RuntimeError: worker died"
+    assert err == f"agentloop: error: {message}\n"
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"event": "thread", "thread_id": "t1", "url": "http://server:2024"},
+        {"event": "error", "error": message, "thread_id": "t1"},
+    ]
+
+
+def test_agentloop_model_is_the_local_default_only(
+    fake_server: _Client, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The server's graphs read AGENTLOOP_MODEL on the server's side; the client's stays here.
+    monkeypatch.setenv(cli.MODEL_ENV, "nonsense")
+
+    assert cli.main(["run", PICNIC, "--url", "http://server:2024"]) == 0
+
+    (request,) = fake_server.runs.requests
+    assert request["context"] == {}
+
+
+def test_a_graph_that_is_not_the_loop_prints_its_answer_and_succeeds(
+    fake_server: _Client, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    messages = [
+        {"type": "human", "content": PICNIC},
+        {"type": "ai", "content": [{"type": "text", "text": "Bring a blanket."}]},
+    ]
+
+    def chat(thread_id: str, assistant_id: str, **kwargs: Any) -> Iterator[_Part]:
+        yield _Part("values", {"messages": messages[:1]})
+        yield _Part("values", {"messages": messages})
+
+    monkeypatch.setattr(fake_server.runs, "stream", chat)
+    argv = ["run", PICNIC, "--url", "http://server:2024", "--assistant", "chat"]
+
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == ["", "Answer: Bring a blanket."]
+    assert not any(line.startswith(("Summary:", "Status:")) for line in lines)
+
+    assert cli.main([*argv, "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1] == {"event": "output", "answer": "Bring a blanket."}
+
+
 def test_an_unreachable_server_is_one_line_naming_the_url(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -183,10 +243,13 @@ def test_an_unreachable_server_is_one_line_naming_the_url(
     assert cli.main(["run", PICNIC, "--url", url, "--json"]) == 1
 
     out, err = capsys.readouterr()
-    assert out == ""
     (line,) = err.splitlines()
     assert line.startswith(f"agentloop: error: cannot reach the Agent Server at {url} ")
     assert "Traceback" not in err
+    # Under --json the same message ends stdout as an error event.
+    assert [json.loads(printed) for printed in out.splitlines()] == [
+        {"event": "error", "error": line.removeprefix("agentloop: error: ")}
+    ]
 
 
 def test_without_langgraph_sdk_it_says_what_to_install(
@@ -215,6 +278,7 @@ def test_a_run_on_langgraph_dev_shows_the_same_progress_as_a_local_one(
     remote = capsys.readouterr().out.splitlines()
 
     assert remote.pop(2) == f"Server: {server_url} (agent_loop)"
+    assert remote.pop(2).startswith("Thread: ")  # the server's thread, which a local run lacks
 
     def same(lines: list[str]) -> list[str]:  # durations aside
         return [re.sub(r"\d+\.\d s", "_ s", line) for line in lines]
@@ -227,12 +291,16 @@ def test_json_and_exit_statuses_through_langgraph_dev(
     server_url: str,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = ["run", "Plan a picnic, break step 2", "--model", "demo", "--url", server_url]
-    assert cli.main([*argv, "--json"]) == 2
+    argv = ["run", "Plan a picnic, break step 2", "--model", "demo", "--json"]
+    assert cli.main(argv) == 2
+    local = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert cli.main([*argv, "--url", server_url]) == 2
 
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert events[0]["event"] == "agentic.plan_ready"
-    assert events[-1]["event"] == "agentic.task_complete"
+    thread = events.pop(0)
+    assert thread == {"event": "thread", "thread_id": thread["thread_id"], "url": server_url}
+    assert [event["event"] for event in events] == [event["event"] for event in local]
     assert events[-1]["status"] == "partial"
     assert (
         events[-1]["budget"]["spent"]["model_calls"] == 8
@@ -289,3 +357,23 @@ def test_an_unknown_assistant_on_langgraph_dev_is_one_line(
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"agentloop: error: the Agent Server at {server_url} refused the run: ")
     assert "'nope'" in line
+
+
+@pytest.mark.slow
+def test_the_chat_app_on_langgraph_dev_answers_and_exits_0(
+    server_url: str,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["run", "Plan a picnic then pack the basket", "--model", "demo", "--url", server_url]
+    argv += ["--assistant", "chat_app"]
+
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("Answer: [demo] Here is what the agent loop")
+    assert not any(line.startswith(("Summary:", "Status:")) for line in lines)
+
+    assert cli.main([*argv, "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[0]["event"] == "thread"
+    assert events[-1]["event"] == "output"
+    assert events[-1]["answer"].startswith("[demo] Here is what the agent loop")
