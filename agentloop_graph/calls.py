@@ -406,21 +406,39 @@ def _tool_failed(call: ToolCall, exc: Exception) -> ToolMessage:
     return tool_error(call, f"Error: {type(exc).__name__}: {exc}")
 
 
+MEDIA_BLOCKS = frozenset({"image", "image_url", "file", "audio", "video"})
+"""Content block types a model takes in as media, not as text."""
+
+
+def _is_media(part: str | dict[Any, Any]) -> bool:
+    return isinstance(part, dict) and part.get("type") in MEDIA_BLOCKS
+
+
 def capped_result(message: ToolMessage) -> ToolMessage:
-    """`message` with at most `MAX_RESULT_CHARS` characters of content, whatever its shape
-    (text, or a list of content blocks as MCP tools return); an artifact stays as it is,
-    as the model never sees it."""
+    """`message` with at most `MAX_RESULT_CHARS` characters of text, whatever its shape
+    (text, or a list of content blocks as MCP tools return).
+
+    Media blocks do not count: an image (an MCP screenshot, say) is base64 data the model
+    takes in as a picture, so it stays whole rather than being cut into text. An artifact
+    stays as it is too, as the model never sees it.
+    """
     content = message.content
-    text = (
-        content
-        if isinstance(content, str)
-        else "\n".join(
-            part if isinstance(part, str) else str(part.get("text", part)) for part in content
-        )
+    if isinstance(content, str):
+        if len(content) <= MAX_RESULT_CHARS:
+            return message
+        return message.model_copy(update={"content": cap(content, MAX_RESULT_CHARS)})
+    text = "\n".join(
+        part if isinstance(part, str) else str(part.get("text", part))
+        for part in content
+        if not _is_media(part)
     )
     if len(text) <= MAX_RESULT_CHARS:
         return message
-    return message.model_copy(update={"content": cap(text, MAX_RESULT_CHARS)})
+    media = [part for part in content if _is_media(part)]
+    capped = cap(text, MAX_RESULT_CHARS)
+    return message.model_copy(
+        update={"content": [{"type": "text", "text": capped}, *media] if media else capped}
+    )
 
 
 def _timeouts(run: NodeRun, deadline: float | None) -> tuple[float | None, Exception]:
