@@ -441,6 +441,19 @@ def capped_result(message: ToolMessage) -> ToolMessage:
     )
 
 
+def _tool_answer(call: ToolCall, result: Any) -> ToolMessage:
+    """What the model gets for a tool's `result`: the tool message, capped. A tool that
+    answers with a LangGraph `Command` (a state update for the graph that calls it) ran,
+    but the loop has no such state to update, and nothing in it for the model to read."""
+    if isinstance(result, ToolMessage):
+        return capped_result(result)
+    return tool_error(
+        call,
+        f"Error: the tool returned a {type(result).__name__} instead of a result; "
+        "the loop cannot use it",
+    )
+
+
 def _timeouts(run: NodeRun, deadline: float | None) -> tuple[float | None, Exception]:
     """Seconds a tool call may take, and the error when they run out: the attempt's
     deadline or the budget's, whichever comes first."""
@@ -478,7 +491,7 @@ def call_tool(
         with run.calling():
             threaded = timeout is not None or _async_only(tool)
             result = _in_thread(invoke, timeout) if threaded else invoke()
-        return capped_result(cast(ToolMessage, result))
+        return _tool_answer(call, result)
     except _OutOfTime:
         raise out_of_time from None
     except GraphBubbleUp:
@@ -495,7 +508,7 @@ async def acall_tool(
     tool_config = _tool_config(run.config, key, deadline)
     try:
         result = await _await_within(tool.ainvoke(call, tool_config), timeout)
-        return capped_result(cast(ToolMessage, result))
+        return _tool_answer(call, result)
     except _OutOfTime:
         raise out_of_time from None
     except GraphBubbleUp:
