@@ -410,21 +410,52 @@ def _tool_failed(call: ToolCall, exc: Exception) -> ToolMessage:
     return tool_error(call, f"Error: {type(exc).__name__}: {exc}")
 
 
+MEDIA_BLOCKS = frozenset({"image", "image_url", "file", "audio", "video"})
+"""Content block types a model takes in as media, not as text."""
+
+
+def _is_media(part: str | dict[Any, Any]) -> bool:
+    return isinstance(part, dict) and part.get("type") in MEDIA_BLOCKS
+
+
 def capped_result(message: ToolMessage) -> ToolMessage:
-    """`message` with at most `MAX_RESULT_CHARS` characters of content, whatever its shape
-    (text, or a list of content blocks as MCP tools return); an artifact stays as it is,
-    as the model never sees it."""
+    """`message` with at most `MAX_RESULT_CHARS` characters of text, whatever its shape
+    (text, or a list of content blocks as MCP tools return).
+
+    Media blocks do not count: an image (an MCP screenshot, say) is base64 data the model
+    takes in as a picture, so it stays whole rather than being cut into text. An artifact
+    stays as it is too, as the model never sees it.
+    """
     content = message.content
-    text = (
-        content
-        if isinstance(content, str)
-        else "\n".join(
-            part if isinstance(part, str) else str(part.get("text", part)) for part in content
-        )
+    if isinstance(content, str):
+        if len(content) <= MAX_RESULT_CHARS:
+            return message
+        return message.model_copy(update={"content": cap(content, MAX_RESULT_CHARS)})
+    text = "\n".join(
+        part if isinstance(part, str) else str(part.get("text", part))
+        for part in content
+        if not _is_media(part)
     )
     if len(text) <= MAX_RESULT_CHARS:
         return message
-    return message.model_copy(update={"content": cap(text, MAX_RESULT_CHARS)})
+    media = [part for part in content if _is_media(part)]
+    capped = cap(text, MAX_RESULT_CHARS)
+    return message.model_copy(
+        update={"content": [{"type": "text", "text": capped}, *media] if media else capped}
+    )
+
+
+def _tool_answer(call: ToolCall, result: Any) -> ToolMessage:
+    """What the model gets for a tool's `result`: the tool message, capped. A tool that
+    answers with a LangGraph `Command` (a state update for the graph that calls it) ran,
+    but the loop has no such state to update, and nothing in it for the model to read."""
+    if isinstance(result, ToolMessage):
+        return capped_result(result)
+    return tool_error(
+        call,
+        f"Error: the tool returned a {type(result).__name__} instead of a result; "
+        "the loop cannot use it",
+    )
 
 
 def _timeouts(run: NodeRun, deadline: float | None) -> tuple[float | None, Exception]:
@@ -472,7 +503,7 @@ def call_tool(
         with run.calling():
             threaded = timeout is not None or _async_only(tool)
             result = _in_thread(invoke, timeout) if threaded else invoke()
-        return capped_result(cast(ToolMessage, result))
+        return _tool_answer(call, result)
     except _OutOfTime:
         raise out_of_time from None
     except GraphBubbleUp:
@@ -493,7 +524,7 @@ async def acall_tool(
         running = asyncio.ensure_future(tool.ainvoke(call, tool_config))
     try:
         result = await _await_within(running, timeout)
-        return capped_result(cast(ToolMessage, result))
+        return _tool_answer(call, result)
     except _OutOfTime:
         raise out_of_time from None
     except GraphBubbleUp:

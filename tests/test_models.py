@@ -102,9 +102,10 @@ def test_demo_string() -> None:
 
 
 def test_provider_strings_go_to_init_chat_model() -> None:
-    # langchain-anthropic is not installed: the error says what to install.
-    with pytest.raises(ValueError, match=r"pip install langchain-anthropic"):
-        resolve_model("anthropic:claude-sonnet")
+    # langchain-mistralai is not installed (langchain-anthropic is: deepagents, a test
+    # dependency, needs it): the error says what to install.
+    with pytest.raises(ValueError, match=r"pip install langchain-mistralai"):
+        resolve_model("mistralai:mistral-large-latest")
 
 
 def test_an_unknown_provider_names_the_known_ones_not_init_chat_models_advice() -> None:

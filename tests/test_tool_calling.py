@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
-from langchain_core.tools import tool
+from langchain_core.tools import InjectedToolCallId, tool
+from langgraph.types import Command
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
@@ -110,3 +111,25 @@ def test_tools_must_be_tools() -> None:
         create_agent_loop(ScriptedChatModel(), tools=[42])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="two tools named 'multiply'"):
         create_agent_loop(ScriptedChatModel(), tools=[multiply, multiply])
+
+
+@tool
+def remember(fact: str, tool_call_id: Annotated[str, InjectedToolCallId]) -> Command[Any]:
+    """Remember a fact (in the state of the graph that calls it)."""
+    return Command(update={"messages": [ToolMessage("noted", tool_call_id=tool_call_id)]})
+
+
+def test_a_tool_answering_with_a_command_is_reported_plainly(run: Run) -> None:
+    # A `Command` updates the calling graph's state: the loop has none to update.
+    model = ScriptedChatModel(
+        responses={
+            "planner": [numbered("Remember it")],
+            "executor": [call("remember", {"fact": "x"}), "could not remember"],
+        }
+    )
+    run(create_agent_loop(model, tools=[remember], summarise_with_model=False), {"task": "t"})
+    (error,) = tool_messages(model, 1)
+    assert error.status == "error"
+    assert error.content == (
+        "Error: the tool returned a Command instead of a result; the loop cannot use it"
+    )
