@@ -44,7 +44,9 @@ PER_STEP = Counter({"model 1": 1, "measure": 1, "model 2": 1, "saw": 1, "model 3
 UNINTERRUPTED = Counter(
     {
         ("planner", "-"): 1,
-        **{(what, str(step)): n for step in range(1, 4) for what, n in PER_STEP.items()},
+        **{
+            (what, str(step)): n for step in range(1, len(PLAN) + 1) for what, n in PER_STEP.items()
+        },
         ("summariser", "-"): 1,
     }
 )
