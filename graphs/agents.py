@@ -1,25 +1,29 @@
 """The loop with a roster of two agents doing its steps, as `langgraph dev` and Studio load it.
 
 The planner assigns each step to `researcher` (a `look_up` tool) or `writer` (a `word_count`
-tool), two LangChain `create_agent` agents. Each runs as a subgraph of the loop's `executor`
-node, so Studio shows its model and tool calls under the step it does.
+tool). Each is a small LangGraph agent (its model calls tools until it answers in text), and
+runs as a subgraph of the loop's `executor` node: Studio shows its model and tool calls under
+the step it does.
 
 Every model of the run, the agents' included, is `AGENTLOOP_MODEL`, else `ollama:llama3.2`;
 a run picks another with `context={"model": "demo"}` (in Studio: the assistant's
-configuration pane), as with `agent_loop`.
+configuration pane), as with `agent_loop`. The agents are plain LangGraph graphs, so serving
+this file needs nothing beyond the package (LangChain's `create_agent` would work the same).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from langchain.agents import create_agent
-from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.language_models import BaseChatModel
-from langchain_core.tools import tool
+from langchain_core.messages import AnyMessage, SystemMessage
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.tools import BaseTool, tool
+from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+from langgraph.runtime import get_runtime
 
 from agentloop_graph import Context, StepAgent, create_agent_loop
 from agentloop_graph.models import DEFAULT_MODEL, resolve_model
@@ -43,35 +47,49 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-class RunModel(AgentMiddleware[Any, Any]):
-    """Answers an agent's model calls with the run's `Context.model`, when it sets one: the
-    agent runs inside the loop, so it sees the loop run's context."""
+class Agent:
+    """An agent's `model` node: the run's model, with the agent's tools bound."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, model: BaseChatModel, tools: list[BaseTool], system_prompt: str) -> None:
+        self._tools = tools
+        self._system = SystemMessage(system_prompt)
+        self._default = model.bind_tools(tools)
         # Per graph: runs of one graph share the model objects a string resolved to.
-        self._models: dict[str, BaseChatModel] = {}
+        self._by_name: dict[str, Runnable[Any, Any]] = {}
 
-    def _request(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
-        context: object = request.runtime.context
-        name = context.model if isinstance(context, Context) else None
+    def _model(self) -> Runnable[Any, Any]:
+        # The agent runs inside the loop's executor node, so it sees the loop run's context.
+        context = get_runtime(Context).context
+        name = context.model if context is not None else None
         if name is None:
-            return request
-        if name not in self._models:
-            self._models[name] = resolve_model(name, argument="context.model")
-        return request.override(model=self._models[name])
+            return self._default
+        if name not in self._by_name:
+            model = resolve_model(name, argument="context.model")
+            self._by_name[name] = model.bind_tools(self._tools)
+        return self._by_name[name]
 
-    def wrap_model_call(
-        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse]
-    ) -> ModelResponse:
-        return handler(self._request(request))
+    def _prompt(self, state: MessagesState) -> list[AnyMessage]:
+        return [self._system, *state["messages"]]
 
-    async def awrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse]],
-    ) -> ModelResponse:
-        return await handler(self._request(request))
+    def reply(self, state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+        return {"messages": [self._model().invoke(self._prompt(state), config)]}
+
+    async def areply(self, state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+        return {"messages": [await self._model().ainvoke(self._prompt(state), config)]}
+
+
+def tool_agent(
+    name: str, model: BaseChatModel, tools: list[BaseTool], system_prompt: str
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """`START -> model <-> tools`: the model calls tools until it answers in text."""
+    agent = Agent(model, tools, system_prompt)
+    builder = StateGraph(MessagesState)
+    builder.add_node("model", RunnableLambda(agent.reply, afunc=agent.areply, name="model"))
+    builder.add_node("tools", ToolNode(tools))
+    builder.add_edge(START, "model")
+    builder.add_conditional_edges("model", tools_condition)
+    builder.add_edge("tools", "model")
+    return builder.compile(name=name)
 
 
 def make_graph() -> CompiledStateGraph[Any, Context, Any, Any]:
@@ -87,20 +105,14 @@ def make_graph() -> CompiledStateGraph[Any, Context, Any, Any]:
         ['researcher', 'writer']
     """
     model = resolve_model(os.environ.get("AGENTLOOP_MODEL") or DEFAULT_MODEL)
-    run_model = RunModel()
-    researcher = create_agent(
+    researcher = tool_agent(
+        "researcher",
         model,
-        tools=[look_up],
-        system_prompt="Do the step you are given: look up what it needs, then say what you found.",
-        middleware=[run_model],
-        name="researcher",
+        [look_up],
+        "Do the step you are given: look up what it needs, then say what you found.",
     )
-    writer = create_agent(
-        model,
-        tools=[word_count],
-        system_prompt="Do the step you are given: write what it asks for, briefly.",
-        middleware=[run_model],
-        name="writer",
+    writer = tool_agent(
+        "writer", model, [word_count], "Do the step you are given: write what it asks, briefly."
     )
     roster = [
         StepAgent("researcher", "Looks facts up (picnic and train notes).", researcher),

@@ -6,6 +6,7 @@ import importlib.util
 import inspect
 import json
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,16 @@ def test_the_agents_graph_hands_the_steps_to_its_two_agents(run: Run) -> None:
     # where nothing answers) every step would fail. Each called its own tool.
     assert "look_up said: The park opens at 9" in out["steps"][0]["result"]
     assert "word_count said: " in out["steps"][1]["result"]
+
+
+def test_the_agents_graph_runs_without_langchain(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `langgraph dev` installs the package without extras: a graph that needed `langchain`
+    # would keep the server from starting, the other graphs with it.
+    for name in ["langchain", *(n for n in sys.modules if n.startswith("langchain."))]:
+        monkeypatch.setitem(sys.modules, name, None)
+    module, variable = load_by_path("agents", graph_specs()["agents"])
+    out = getattr(module, variable)().invoke({"task": "Plan a picnic"}, context=DEMO)
+    assert out["status"] == "completed"
 
 
 def test_agentloop_model_runs_the_agents_graph_offline(monkeypatch: pytest.MonkeyPatch) -> None:
