@@ -6,6 +6,7 @@ import importlib.util
 import inspect
 import json
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import agentloop_graph.models
 from agentloop_graph import Context
 from agentloop_graph.testing import ScriptedChatModel
 from graphs.agent_loop import make_graph as make_agent_loop
+from graphs.agents import make_graph as make_agents
 from graphs.chat_app import create_chat_app
 from graphs.chat_app import make_graph as make_chat_app
 from tests.helpers import GRAPH_NODES, Run
@@ -54,11 +56,11 @@ def load_by_path(graph_id: str, spec: str) -> tuple[Any, str]:
     return module, variable
 
 
-def test_langgraph_json_declares_both_graphs_as_zero_argument_factories() -> None:
+def test_langgraph_json_declares_the_graphs_as_zero_argument_factories() -> None:
     config = json.loads((ROOT / "langgraph.json").read_text())
     assert config["dependencies"] == ["."]
     specs = graph_specs()
-    assert set(specs) == {"agent_loop", "chat_app"}
+    assert set(specs) == {"agent_loop", "chat_app", "agents"}
     for graph_id, spec in specs.items():
         module, variable = load_by_path(graph_id, spec)
         factory = getattr(module, variable)
@@ -92,7 +94,7 @@ def test_agent_loop_runs_with_the_runs_model(run: Run) -> None:
     assert out["answer"].startswith("[demo] Final answer for 'Plan a picnic'")
 
 
-@pytest.mark.parametrize("factory", [make_agent_loop, make_chat_app])
+@pytest.mark.parametrize("factory", [make_agent_loop, make_chat_app, make_agents])
 def test_agentloop_model_sets_the_default_model(
     factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,13 +104,44 @@ def test_agentloop_model_sets_the_default_model(
     assert out["messages"][-1].content.startswith("[demo]")
 
 
-@pytest.mark.parametrize("factory", [make_agent_loop, make_chat_app])
+@pytest.mark.parametrize("factory", [make_agent_loop, make_chat_app, make_agents])
 def test_unknown_agentloop_model_fails_when_the_graph_is_built(
     factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AGENTLOOP_MODEL", "no-such-model")
     with pytest.raises(ValueError, match="no-such-model"):
         factory()
+
+
+def test_the_agents_graph_hands_the_steps_to_its_two_agents(run: Run) -> None:
+    graph = make_agents()
+    assert graph.name == "agents"
+    out = run(graph, {"task": "Plan a picnic"}, context=DEMO)
+    assert out["status"] == "completed"
+    assert [s["agent"] for s in out["steps"]] == ["researcher", "writer"] * 2
+    # The agents ran on the run's model, as the loop's phases do: on the default (Ollama,
+    # where nothing answers) every step would fail. Each called its own tool.
+    assert "look_up said: The park opens at 9" in out["steps"][0]["result"]
+    assert "word_count said: " in out["steps"][1]["result"]
+
+
+def test_the_agents_graph_runs_without_langchain(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `langgraph dev` installs the package without extras: a graph that needed `langchain`
+    # would keep the server from starting, the other graphs with it.
+    for name in ["langchain", *(n for n in sys.modules if n.startswith("langchain."))]:
+        monkeypatch.setitem(sys.modules, name, None)
+    module, variable = load_by_path("agents", graph_specs()["agents"])
+    out = getattr(module, variable)().invoke({"task": "Plan a picnic"}, context=DEMO)
+    assert out["status"] == "completed"
+
+
+def test_agentloop_model_runs_the_agents_graph_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTLOOP_MODEL", "demo")
+    out = make_agents().invoke({"task": "Plan a picnic"})
+    assert [(s["agent"], s["status"]) for s in out["steps"]][:2] == [
+        ("researcher", "completed"),
+        ("writer", "completed"),
+    ]
 
 
 def test_chat_app_shape() -> None:

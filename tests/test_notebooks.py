@@ -25,11 +25,17 @@ pytest.importorskip("nbclient")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 LOCAL_MODELS = NOTEBOOKS / "03_local_models.ipynb"
-PICTURES = {"01_quickstart": 1, "04_parallel": 2}
+PICTURES = {"01_quickstart": 1, "04_parallel": 2, "05_agents": 1}
 """Timeline pictures each notebook shows inline (none where it is not listed)."""
 INSTALL_HINT = "pip install 'agentloop-graph[viz]'"
 FALLBACK_NOTE = "Falling back to the offline demo model: "
-PUBLIC_MODULES = {"agentloop_graph", "agentloop_graph.viz", "agentloop_graph.testing"}
+PUBLIC_MODULES = {
+    "agentloop_graph",
+    "agentloop_graph.viz",
+    "agentloop_graph.testing",
+    # `DemoChatModel`: the demo model as an object, for agents built with `create_agent`.
+    "agentloop_graph.demo",
+}
 PROXY_VARIABLES = [
     name
     for base in ("ALL_PROXY", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
@@ -88,12 +94,13 @@ def assert_ran_every_cell(notebook: nbformat.NotebookNode) -> None:
     assert not [o for c in cells for o in c.outputs if o.output_type == "error"]
 
 
-def test_the_four_notebooks_are_there() -> None:
+def test_the_five_notebooks_are_there() -> None:
     assert [path.name for path in PATHS] == [
         "01_quickstart.ipynb",
         "02_compose.ipynb",
         "03_local_models.ipynb",
         "04_parallel.ipynb",
+        "05_agents.ipynb",
     ]
 
 

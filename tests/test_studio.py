@@ -160,9 +160,9 @@ def stream_run(
     return events, state
 
 
-def test_both_graphs_are_served(client: SyncLangGraphClient) -> None:
+def test_the_three_graphs_are_served(client: SyncLangGraphClient) -> None:
     graph_ids = {assistant["graph_id"] for assistant in client.assistants.search()}
-    assert graph_ids == {"agent_loop", "chat_app"}
+    assert graph_ids == {"agent_loop", "chat_app", "agents"}
 
 
 def test_the_loops_graph_shows_its_four_phases(client: SyncLangGraphClient) -> None:
@@ -226,6 +226,47 @@ def test_the_chat_app_answers_on_a_thread_from_the_loop(client: SyncLangGraphCli
     reply = messages[-1]["content"]
     assert reply.startswith("[demo] Here is what the agent loop reported: completed: ")
     assert f"[demo] Final answer for '{request}'" in reply
+
+
+ROSTER_TURNS = ["researcher", "writer"] * 2
+"""The agent of each step of the demo's plan in the `agents` graph: the roster in turn."""
+
+
+def test_an_agents_run_names_the_agent_of_each_step(client: SyncLangGraphClient) -> None:
+    events = [
+        part.data
+        for part in client.runs.stream(
+            None, "agents", input={"task": PICNIC}, context=DEMO, stream_mode="custom"
+        )
+        if part.event == "custom"
+    ]
+    ready, *steps, done = events
+    assert ready["event"] == "agentic.plan_ready" and ready["agents"] == ROSTER_TURNS
+    for name in ("agentic.step_started", "agentic.step_complete"):
+        assert [e["agent"] for e in steps if e["event"] == name] == ROSTER_TURNS
+    assert done["event"] == "agentic.task_complete" and done["status"] == "completed"
+
+
+def test_an_agents_own_updates_stream_under_the_executor(client: SyncLangGraphClient) -> None:
+    nodes: dict[str, list[str]] = {}
+    for part in client.runs.stream(
+        None,
+        "agents",
+        input={"task": PICNIC},
+        context=DEMO,
+        stream_mode="updates",
+        stream_subgraphs=True,
+    ):
+        assert part.event != "error", part.data
+        mode, _, namespace = part.event.partition("|")
+        if mode == "updates":
+            nodes.setdefault(namespace, []).extend(part.data)
+    assert nodes.pop("") == ["planner", *["executor"] * 4, "summariser"]
+    # One agent run per step, each in the namespace of the executor task that did the step:
+    # its model called its tool, then answered.
+    assert len(nodes) == 4
+    assert all(namespace.startswith("executor:") for namespace in nodes)
+    assert list(nodes.values()) == [["model", "tools", "model"]] * 4
 
 
 def paused_for_approval(client: SyncLangGraphClient) -> tuple[str, dict[str, Any]]:

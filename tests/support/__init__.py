@@ -1,0 +1,1 @@
+"""Worker processes and helpers the slow suites start or share."""
