@@ -52,8 +52,8 @@ def as_agents(executor: object, executors: object, tools: object) -> tuple[StepA
     `StepAgent`s or dicts with their fields).
 
     Raises:
-        ValueError: Both are given, `tools` is given too, or the roster is empty, names an
-            agent twice or has an agent without a name.
+        ValueError: Both are given, `tools` is given too, or the roster names an agent
+            twice or has an agent without a name (an empty roster is the built-in executor).
         TypeError: An agent is not a Runnable, or a roster entry neither a `StepAgent` nor
             a dict of its fields.
     """
@@ -110,12 +110,15 @@ class Spending(BaseCallbackHandler):
     def __init__(self, take: Any, spend: Any) -> None:
         self._take = take
         self._spend = spend
+        self.calls = 0
+        """The model calls it let through."""
 
     def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **kwargs: Any
     ) -> None:
         if (spent := self._take()) is not None:
             raise BudgetExhausted(spent)
+        self.calls += 1
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         for generations in response.generations:
@@ -143,12 +146,15 @@ def agent_input(prompt: str) -> dict[str, Any]:
     return {"messages": [HumanMessage(prompt)]}
 
 
-def answer_of(output: object) -> str:
-    """The text of the last AI message an agent returned ("" when there is none)."""
+def replies_of(output: object) -> list[AIMessage]:
+    """The AI messages an agent returned: one per model call of its attempt."""
     messages = output.get("messages") if isinstance(output, Mapping) else None
     if not isinstance(messages, Sequence):
-        return ""
-    for message in reversed(convert_to_messages(messages)):
-        if isinstance(message, AIMessage):
-            return message.text
-    return ""
+        return []
+    return [m for m in convert_to_messages(messages) if isinstance(m, AIMessage)]
+
+
+def answer_of(output: object) -> str:
+    """The text of the last AI message an agent returned ("" when there is none)."""
+    replies = replies_of(output)
+    return replies[-1].text if replies else ""

@@ -30,7 +30,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, Tool
 from langgraph.errors import GraphBubbleUp
 
-from agentloop_graph.agents import Spending, agent_config, agent_input, answer_of
+from agentloop_graph.agents import Spending, agent_config, agent_input, answer_of, replies_of
 from agentloop_graph.budget import METER_KEY, BudgetExhausted, Meter, Spent
 from agentloop_graph.context import Settings
 from agentloop_graph.models import ModelCallTimeout, is_transient
@@ -533,6 +533,17 @@ async def acall_tool(
         return _tool_failed(call, exc)
 
 
+def _count_unseen(run: NodeRun, output: object, seen: Spending) -> None:
+    """Count the agent's model calls this attempt made before a crash: resumed from its
+    checkpoint, the agent holds an AI message for each, while `seen` saw only the calls
+    made since. (Never fewer: middleware may drop messages.)"""
+    replies = replies_of(output)
+    for reply in replies[: max(len(replies) - seen.calls, 0)]:
+        run.meter.take(None)  # counted, never refused: it was made
+        run.model_calls += 1
+        run.spend(reply)
+
+
 def _spending(run: NodeRun) -> Spending:
     """The handler that counts an agent's model calls in `run`, within the run's budget."""
 
@@ -554,12 +565,14 @@ def call_agent(agent: Runnable[Any, Any], prompt: str, run: NodeRun, deadline: f
             budget's deadline.
     """
     timeout, out_of_time = _timeouts(run, deadline)
-    config = agent_config(run.config, _spending(run))
+    seen = _spending(run)
+    config = agent_config(run.config, seen)
     try:
         with run.calling():
             output = _within(functools.partial(agent.invoke, agent_input(prompt), config), timeout)
     except _OutOfTime:
         raise out_of_time from None
+    _count_unseen(run, output, seen)
     return answer_of(output)
 
 
@@ -568,9 +581,11 @@ async def acall_agent(
 ) -> str:
     """Async twin of `call_agent`."""
     timeout, out_of_time = _timeouts(run, deadline)
-    config = agent_config(run.config, _spending(run))
+    seen = _spending(run)
+    config = agent_config(run.config, seen)
     try:
         output = await _await_within(agent.ainvoke(agent_input(prompt), config), timeout)
     except _OutOfTime:
         raise out_of_time from None
+    _count_unseen(run, output, seen)
     return answer_of(output)

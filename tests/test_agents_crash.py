@@ -6,8 +6,8 @@ SIGKILLs it while step 2's `saw` sleeps, resumes the thread in a new worker (SQL
 the sync API, PostgreSQL through the async one), and checks that the agent's checkpoints,
 kept under the loop's thread, carry the resume: planning, step 1 and step 2's finished model
 and tool calls never run again; only the killed `saw` call does. The output equals an
-uninterrupted run's apart from timings and usage: the agent's model calls made before the
-kill are spent but not counted again (the xfail test).
+uninterrupted run's apart from timings, the usage included: the agent's model calls made
+before the kill are counted from the messages its checkpoint holds.
 """
 
 from __future__ import annotations
@@ -194,11 +194,6 @@ def test_postgres_run_killed_in_an_agents_tool_call_resumes_inside_the_agent(
     check_resume(crash_and_resume("postgres", postgres_url, tmp_path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the agent's model calls made before the kill are spent but not counted: the "
-    "resumed attempt counts only the calls it makes itself",
-)
 def test_usage_after_a_resume_counts_the_agents_calls_made_before_the_kill(
     sqlite_crash: Crash,
 ) -> None:
