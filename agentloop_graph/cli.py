@@ -77,9 +77,6 @@ SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 WAITING = 3
 """The exit status of a run left waiting for plan approval (`--approve --db`, no answer)."""
 INTERRUPTED = 130
-ALSO_FAILED = "; Adaptation also failed: "
-"""How a failed step's error joins its first failure and its last (`steps.ALSO_FAILED`)."""
-BUDGET_SPENT = "budget exhausted"
 STREAMED_NODES = ("executor", "summariser")
 """The phases whose tokens `--stream` shows; the plan and revisions are shown whole."""
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
@@ -355,37 +352,26 @@ def _plan_lines(
     return [f"Plan ({len(steps)} step{'s' if len(steps) != 1 else ''}{note}):", *numbered, ""]
 
 
-def _event_lines(
-    event: Mapping[str, Any],
-    streamed: bool,
-    parallel: bool = False,
-    last_failure: str | None = None,
-) -> list[str]:
+def _event_lines(event: Mapping[str, Any], streamed: bool, parallel: bool = False) -> list[str]:
     """What the human output prints for one progress event (the final report covers
     `task_complete`); `streamed`: the step's answer was shown as the model wrote it;
-    `parallel`: steps interleave, so each line says which step it is about;
-    `last_failure`: the error of the step's last failed attempt, already shown."""
+    `parallel`: steps interleave, so each line says which step it is about."""
     position = f"[{event.get('step')}/{event.get('total')}]"
-    lines = _step_lines(event, streamed, position, last_failure)
+    lines = _step_lines(event, streamed, position)
     if parallel and "step" in event and event["event"] != "agentic.step_started":
         return [line.replace(INDENT, f"{INDENT}{position} ", 1) for line in lines]
     return lines
 
 
-def _why_failed(error: str | None, last_failure: str | None) -> str:
-    """Why a failed step is over: its attempts ran out, or what ended it after its last
-    failed attempt (the adapter's failure, no new approach, the budget)."""
-    ended_by = (error or "").rsplit(ALSO_FAILED, 1)[-1]
-    shown = ended_by.split(" …[", 1)[0]  # a long error is cut short in the record
-    attempts_ran_out = (last_failure or "").startswith(shown) and not shown.startswith(BUDGET_SPENT)
-    if error is None or attempts_ran_out:
+def _why_failed(event: Mapping[str, Any]) -> str:
+    """Why a failed step is over: its attempts ran out (their failures already shown), or
+    what ended it after its last failed attempt (the adapter, the budget)."""
+    if event.get("ended_by") == "attempts" or not event.get("reason"):
         return ", no adaptation left"
-    return f": {_one_line(ended_by)}"
+    return f": {_one_line(event['reason'])}"
 
 
-def _step_lines(
-    event: Mapping[str, Any], streamed: bool, position: str, last_failure: str | None
-) -> list[str]:
+def _step_lines(event: Mapping[str, Any], streamed: bool, position: str) -> list[str]:
     dependencies = event.get("dependencies", ())
     match event["event"]:
         case "agentic.plan_ready":
@@ -402,7 +388,7 @@ def _step_lines(
         case "agentic.step_adapted":
             return [f"{INDENT}↻ adapted: {' '.join(event['adaptation'].split())}"]
         case "agentic.step_complete" if event["status"] == "failed":
-            return [f"{INDENT}✗ step failed{_why_failed(event.get('error'), last_failure)}"]
+            return [f"{INDENT}✗ step failed{_why_failed(event)}"]
         case "agentic.step_complete":
             label = "✓ done (adapted)" if event["status"] == "adapted" else "✓ done"
             preview = "" if streamed else f": {_one_line(event['result'])}"
@@ -452,34 +438,26 @@ def _count(number: float, unit: str) -> str:
 
 
 class Spending:
-    """What a run has spent so far, as its progress events tell it: each `step_started` is
-    an executor call, each `step_adapted` an adapter call, and planning, a revised plan and
-    the final answer one call each; a call the budget refused was never made. Tokens add up
-    each finished step's `usage`. `task_complete` then brings the run's own count."""
+    """What a run has spent so far, as its progress events say (`spent`: the model calls and
+    tokens when the event was written; steps running at once each say what they saw, so the
+    largest counts are the run's); `task_complete` then brings the run's limits and seconds."""
 
     def __init__(self) -> None:
         self.model_calls = self.tokens = 0
-        self.steps_ended = 0
         self.report: Mapping[str, Any] | None = None
 
     def planning(self) -> None:
+        """Planning has begun: its call is on its way."""
         self.model_calls = max(self.model_calls, 1)
 
     def update(self, event: Mapping[str, Any]) -> None:
-        match event["event"]:
-            case "agentic.step_started" | "agentic.step_adapted" | "agentic.plan_revised":
-                self.model_calls += 1
-            case "agentic.step_failed" if str(event.get("error")).startswith("budget exhausted"):
-                self.model_calls -= 1
-            case "agentic.step_complete":
-                self.tokens += (event.get("usage") or {}).get("total_tokens", 0)
-                self.steps_ended += 1
-                if self.steps_ended == event["total"]:
-                    self.model_calls += 1  # the final answer
-            case "agentic.task_complete" if isinstance(event.get("budget"), Mapping):
-                self.report = event["budget"]
-                self.model_calls = int(self.report["spent"]["model_calls"])
-                self.tokens = int(self.report["spent"]["tokens"])
+        if isinstance(spent := event.get("spent"), Mapping):
+            self.model_calls = max(self.model_calls, int(spent["model_calls"]))
+            self.tokens = max(self.tokens, int(spent["tokens"]))
+        if event["event"] == "agentic.task_complete" and isinstance(event.get("budget"), Mapping):
+            self.report = event["budget"]
+            self.model_calls = int(self.report["spent"]["model_calls"])
+            self.tokens = int(self.report["spent"]["tokens"])
 
     def so_far(self) -> str:
         """`3 model calls, 1,234 tokens`: tokens once some are counted, nothing before
@@ -954,7 +932,6 @@ def _drive(
     answer: Any = None
     activity = Activity()
     parallel = False  # steps interleave: a plan with dependencies says so
-    failures: dict[int, str] = {}  # each step's last failed attempt's error
     try:
         while True:  # a leg each: to the end of the run, or to a pause for plan approval
             if (
@@ -979,10 +956,7 @@ def _drive(
                 else:
                     spending.update(chunk)
                     parallel = parallel or "dependencies" in chunk
-                    if chunk["event"] == "agentic.step_failed":
-                        failures[chunk["step"]] = chunk["error"]
-                    last_failure = failures.get(chunk.get("step", 0))
-                    for line in _event_lines(chunk, "executor" in streamed, parallel, last_failure):
+                    for line in _event_lines(chunk, "executor" in streamed, parallel):
                         console.say(line)
                     if chunk["event"] == "agentic.step_started":
                         streamed.discard("executor")

@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Usag
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
-from agentloop_graph import checks, cli, create_agent_loop, graph, models, steps
+from agentloop_graph import checks, cli, create_agent_loop, graph, models
 from agentloop_graph.testing import ScriptedChatModel, Slow
 
 FAIL_STEP_2 = "Plan a picnic, fail step 2"
@@ -264,10 +264,6 @@ def test_a_step_the_adapter_could_not_revise_says_why_it_ended(
     ]
 
 
-def test_the_error_joint_is_the_librarys() -> None:
-    assert cli.ALSO_FAILED == steps.ALSO_FAILED
-
-
 def test_failed_planning_prints_the_reason_and_exits_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -332,9 +328,11 @@ def test_output_that_is_not_a_terminal_gets_plain_still_working_lines(
     assert "\r" not in out and "\x1b" not in out
     lines = out.splitlines()
     for label, before, spent in [
+        # What the events say was spent: calls counted as they start, a step's once its next
+        # event comes; planning's is on its way from the start.
         ("planning", "Plan (1 step):", "1 model call"),
-        ("step 1/1", "    ✓ done: did a", "2 model calls"),
-        ("writing the answer", "", "3 model calls"),
+        ("step 1/1", "    ✓ done: did a", "1 model call"),
+        ("writing the answer", "", "2 model calls"),
     ]:
         heartbeat = next(i for i, line in enumerate(lines) if line.startswith(f"    … {label},"))
         assert re.fullmatch(rf"    … {label}, \d+ s so far \({spent}\)", lines[heartbeat])
@@ -1071,10 +1069,10 @@ def test_the_live_line_shows_model_calls_and_tokens_spent(
     }
     assert spent == {
         "planning": "(1 model call)",
-        "step 1/3": "(2 model calls)",
-        "step 2/3": "(3 model calls, 1,000 tokens)",
-        "step 3/3": "(4 model calls, 2,000 tokens)",
-        "writing the answer": "(5 model calls, 3,000 tokens)",
+        "step 1/3": "(1 model call, 1,000 tokens)",
+        "step 2/3": "(2 model calls, 2,000 tokens)",
+        "step 3/3": "(3 model calls, 3,000 tokens)",
+        "writing the answer": "(4 model calls, 4,000 tokens)",
     }
 
 
@@ -1106,27 +1104,19 @@ def test_json_task_complete_carries_the_budget(capsys: pytest.CaptureFixture[str
     assert last["budget"]["spent"]["model_calls"] == 6
 
 
-def test_spending_counts_calls_from_the_events() -> None:
+def test_spending_is_what_the_events_say() -> None:
     spending = cli.Spending()
     spending.planning()
-    step = {"step": 1, "total": 2}
-    for event in [
-        {"event": "agentic.plan_ready"},
-        {"event": "agentic.step_started", **step, "attempt": 1},
-        {"event": "agentic.step_failed", **step, "error": "boom", "attempt": 1},
-        {"event": "agentic.step_adapted", **step},
-        {"event": "agentic.step_started", **step, "attempt": 2},
-        {"event": "agentic.step_complete", **step, "usage": {"total_tokens": 1234}},
-        {"event": "agentic.step_started", "step": 2, "total": 2, "attempt": 1},
-        {"event": "agentic.step_failed", "step": 2, "error": "budget exhausted: tokens"},
-    ]:
-        spending.update(event)
-    assert spending.so_far() == "4 model calls, 1,234 tokens"
+    assert spending.so_far() == "1 model call"
+    for calls, tokens in ((1, 20), (3, 1234), (2, 900)):  # a parallel step saw less
+        spending.update({"event": "agentic.step_complete", "spent": spent(calls, tokens)})
+    assert spending.so_far() == "3 model calls, 1,234 tokens"
     assert spending.line() is None
 
     spending.update(
         {
             "event": "agentic.task_complete",
+            "spent": spent(4, 1234),
             "budget": {
                 "limits": {"max_model_calls": None, "max_tokens": 1000, "max_seconds": 2.5},
                 "spent": {"model_calls": 4, "tokens": 1234, "seconds": 1.26},
@@ -1138,15 +1128,8 @@ def test_spending_counts_calls_from_the_events() -> None:
     )
 
 
-def test_spending_counts_the_answer_once_every_step_of_a_parallel_run_ended() -> None:
-    spending = cli.Spending()
-    spending.planning()
-    for step in (2, 1):  # the plan's last step ends first
-        spending.update({"event": "agentic.step_started", "step": step, "total": 2, "attempt": 1})
-    spending.update({"event": "agentic.step_complete", "step": 2, "total": 2})
-    assert spending.so_far() == "3 model calls"
-    spending.update({"event": "agentic.step_complete", "step": 1, "total": 2})
-    assert spending.so_far() == "4 model calls"
+def spent(model_calls: int, tokens: int) -> dict[str, int]:
+    return {"model_calls": model_calls, "tokens": tokens}
 
 
 def test_max_replans_prints_the_revised_plan(
