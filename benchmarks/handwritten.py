@@ -31,7 +31,7 @@ fresh model and graph and after one warm-up run; each figure is the median over 
 the ratio taken within a round, with its [min..max]. CPU time (`time.process_time()`, every
 thread of the process) is the figure the targets apply to; wall time is printed beside it.
 
-    python benchmarks/handwritten.py [--rounds 9] [--quick]
+    python benchmarks/handwritten.py [--rounds 11] [--quick]
 """
 
 from __future__ import annotations
@@ -638,10 +638,10 @@ def main(rounds: int, quick: bool) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 9; --quick 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 11; --quick 1)")
     parser.add_argument("--quick", action="store_true", help="a smoke test of a few seconds")
     args = parser.parse_args()
-    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 9)
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 11)
     if rounds < 1:
         parser.error("--rounds must be at least 1")
     main(rounds, args.quick)
