@@ -101,3 +101,32 @@ def test_parallel_benchmark_prints_its_ratios() -> None:
     figures += ["fan-out N=1 parallel / seq", "fan-out N=5 parallel / seq"]
     for figure in [*figures, "input chars parallel / seq"]:
         assert re.search(rf"^{re.escape(figure)} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure
+
+
+@pytest.mark.slow
+def test_handwritten_benchmark_prints_its_ratios() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/handwritten.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    figure = r"\d+\.\d+ \[\d+\.\d+\.\.\d+\.\d+\]"
+    cases = [
+        "async N=",
+        "invoke N=",
+        "SQLite invoke",
+        "parallel fan-out N=1,",
+        "parallel fan-out N=",
+    ]
+    executor = "executor= N="
+    if re.search(rf"^{executor}.* skipped: ", done.stdout, re.MULTILINE) is None:
+        cases.append(executor)
+    for case in cases:
+        # CPU and wall ratios, each a median with its [min..max].
+        found = re.search(rf"^{re.escape(case)}.* {figure} +{figure}", done.stdout, re.MULTILINE)
+        assert found, case
+    verdicts = re.findall(r"^  .+ CPU \d+\.\d+ <= \d\.\d\d: (met|NOT met)$", done.stdout, re.M)
+    assert len(verdicts) == len(cases) - 1, done.stdout
