@@ -169,6 +169,14 @@ class Branch(TypedDict):
     total: int
     description: str
     after: list[Record]
+    spent: dict[str, int]
+    """What the run had spent when the step was sent, as the project's events say."""
+
+
+def spent_so_far(state: LoopState) -> dict[str, int]:
+    """The plan's call and each ended step's: the model calls and tokens spent."""
+    usage = total_usage([state["plan_usage"], *(r["usage"] for r in state["steps"])])
+    return {"model_calls": 1 + len(state["steps"]), "tokens": usage["total_tokens"]}
 
 
 def plan_prompt(state: LoopState, max_steps: int, parallel: bool) -> str:
@@ -192,6 +200,7 @@ def planned(state: LoopState, reply: BaseMessage, max_steps: int, parallel: bool
         "steps": steps,
         "total": len(steps),
         "plan_format": "text",
+        "spent": {"model_calls": 1, "tokens": usage_of(reply)["total_tokens"]},
     }
     update: LoopState = {
         "task_id": task_id,
@@ -216,6 +225,8 @@ def start_step(branch: Branch) -> str:
             "total": branch["total"],
             "description": branch["description"],
             "attempt": 1,
+            "agent": None,
+            "spent": branch["spent"],
         }
     )
     return STEP_PROMPT.format(
@@ -246,6 +257,13 @@ def end_step(branch: Branch, reply: BaseMessage) -> LoopState:
             "status": "completed",
             "error": None,
             "usage": record["usage"],
+            "agent": None,
+            "ended_by": "answer",
+            "reason": None,
+            "spent": {
+                "model_calls": branch["spent"]["model_calls"] + 1,
+                "tokens": branch["spent"]["tokens"] + record["usage"]["total_tokens"],
+            },
         }
     )
     return {"steps": [record]}
@@ -261,6 +279,7 @@ def next_step(state: LoopState) -> Branch:
         "total": len(state["plan"]),
         "description": state["plan"][step - 1],
         "after": state["steps"][-2:],
+        "spent": spent_so_far(state),
     }
 
 
@@ -287,6 +306,7 @@ def summarised(state: LoopState, reply: BaseMessage) -> LoopState:
             "answer": reply.text[:300],
             "duration_ms": int(seconds * 1000),
             "usage": usage,
+            "spent": {"model_calls": len(steps) + 2, "tokens": usage["total_tokens"]},
             "budget": {
                 "limits": {"max_model_calls": None, "max_tokens": None, "max_seconds": None},
                 "spent": {
@@ -396,6 +416,7 @@ def parallel_loop(model: ScriptedChatModel, *, max_steps: int, max_parallel: int
                 "total": len(plan),
                 "description": plan[n - 1],
                 "after": [ended[dep] for dep in dependencies[n - 1]],
+                "spent": spent_so_far(state),
             }
             for n in ready[:max_parallel]
         ]
