@@ -24,7 +24,7 @@ from langgraph.types import Command, StateSnapshot
 from agentloop_graph.budget import METER_KEY, Meter
 from agentloop_graph.calls import STOP_KEY, Stop
 from agentloop_graph.context import Context, as_context
-from agentloop_graph.leases import LocalHolds, ahold_thread, hold_thread
+from agentloop_graph.leases import Holds, ahold_thread, hold_thread
 from agentloop_graph.state import loop_input
 
 RECURSION_LIMIT = 10_000
@@ -101,11 +101,10 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
     - The recursion limit stays out of the way of the loop's own bounds.
     """
 
-    def __init__(self, *, holds: LocalHolds | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, holds: Holds | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.holds = LocalHolds() if holds is None else holds
-        """Threads held by runs in this process, for checkpointers with no lock of their
-        own; copies (`with_config`) share them."""
+        self.holds = Holds() if holds is None else holds
+        """The threads this graph's runs hold; copies (`with_config`) share them."""
 
     def _saver(self, config: RunnableConfig) -> BaseCheckpointSaver[Any] | None:
         """The checkpointer of runs with `config` (this graph's or a parent's), if any."""

@@ -146,6 +146,8 @@ class Settings:
 
     def agent(self, name: str | None) -> StepAgent | None:
         """The agent of that name, else the first (None: the built-in executor)."""
+        if not self.agents:
+            return None
         named = (agent for agent in self.agents if agent.name == name)
         return next(named, self.agents[0] if self.agents else None)
 

@@ -4,12 +4,14 @@ A second run on the same thread (a new task, or a resume) is refused with `Threa
 before it writes anything. How the thread is held depends on the checkpointer:
 
 - PostgreSQL (`PostgresSaver`, `AsyncPostgresSaver`): a session-level advisory lock, keyed on
-  the thread id, on a connection the run opens for itself. Closing that connection lets the
-  thread go; so does the server when the process dies.
+  the thread id, on a connection the graph keeps for its holds (one per database, opened by
+  the first run that needs it, not one per run). Advisory locks are re-entrant within a
+  session, so the graph's runs also hold threads in this process. The server lets the locks
+  go when the process dies.
 - A SQLite file (`SqliteSaver`, `AsyncSqliteSaver`): an exclusive `flock` on a lock file
   beside the database, one per thread id. The kernel lets it go when the process dies.
 - Anything else (`InMemorySaver`, an in-memory SQLite database, other checkpointers, SQLite on
-  Windows): a hold in this process, per graph (`LocalHolds`); other processes are not kept out.
+  Windows): a hold in this process, per graph; other processes are not kept out.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import hashlib
 import os
 import sqlite3
 import sys
+import threading
+import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
@@ -28,12 +32,6 @@ if sys.platform != "win32":
     import fcntl
 
 T = TypeVar("T")
-
-LocalHolds = dict[tuple[int, str], object]
-"""The (checkpointer id, thread id) pairs held by runs in this process, for checkpointers with
-no lock of their own, each with its holder. `create_agent_loop` makes one per graph
-(`with_config` copies share it), so two runs of one graph on one thread exclude each other;
-two graphs built separately do not."""
 
 _KINDS = {
     ("langgraph.checkpoint.postgres", "PostgresSaver"): "postgres",
@@ -56,6 +54,89 @@ class ThreadBusyError(RuntimeError):
         self.thread_id = thread_id
 
 
+class Holds:
+    """The threads a graph's runs hold, and what it found out to hold them: where each
+    checkpointer keeps its database, and its connections for advisory locks. One per graph;
+    copies (`with_config`) share it, so two runs of one graph on one thread exclude each
+    other; two graphs built separately do so through the database alone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._here: dict[tuple[int, str], object] = {}
+        self._where: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._sessions: dict[str, Any] = {}
+        # The connections close when the graph (and so this) is collected, or at exit.
+        weakref.finalize(self, _close, self._sessions)
+
+    @contextmanager
+    def here(self, saver: Any, thread_id: str) -> Iterator[None]:
+        """Hold `thread_id` among this graph's runs."""
+        key, holder = (id(saver), thread_id), object()
+        # `setdefault` is atomic: of two runs taking the same thread, one finds the other's.
+        if self._here.setdefault(key, holder) is not holder:
+            raise ThreadBusyError(thread_id)
+        try:
+            yield
+        finally:
+            del self._here[key]
+
+    def where(self, saver: Any) -> str | None:
+        """Where `saver` keeps its database, if found out already."""
+        return self._where.get(saver)
+
+    def found(self, saver: Any, where: str) -> str:
+        self._where[saver] = where
+        return where
+
+    def advisory(self, conninfo: str, thread_id: str, take: bool) -> bool:
+        """Take (or let go) the thread's advisory lock on the graph's connection to the
+        database; whether it was taken. A connection lost since its last use is opened
+        again (its locks went with it).
+
+        Raises:
+            RuntimeError: No connection could be opened; the message says why and what to do.
+        """
+        import psycopg
+
+        key = _lock_key(thread_id)
+        for fresh in (False, True):
+            session = self._session(conninfo, fresh)
+            try:
+                row = session.execute(_TRY_LOCK if take else _UNLOCK, (key,)).fetchone()
+            except psycopg.OperationalError:
+                if fresh:
+                    raise
+                continue
+            return bool(row and row[0])
+        raise AssertionError("unreachable")
+
+    def _session(self, conninfo: str, fresh: bool) -> Any:
+        import psycopg
+
+        with self._lock:
+            session = self._sessions.get(conninfo)
+            if session is not None and not fresh and not session.closed:
+                return session
+            try:
+                session = psycopg.connect(conninfo, autocommit=True)
+            except psycopg.OperationalError as exc:
+                reason = " ".join(str(exc).split())
+                raise RuntimeError(
+                    "holding the thread needs a connection to PostgreSQL of its own (one per "
+                    f"graph and process), and none could be opened: {reason}. Allow the server "
+                    "more connections (max_connections, or the role's connection limit) or "
+                    "run fewer processes on it"
+                ) from None
+            self._sessions[conninfo] = session
+            return session
+
+
+def _close(sessions: dict[str, Any]) -> None:
+    for session in sessions.values():
+        with contextlib.suppress(Exception):
+            session.close()
+
+
 def _kind(saver: Any) -> str | None:
     """How `saver` holds threads: "postgres", "sqlite" (not on Windows: no `flock`) or None,
     in this process. Classes go by name, subclasses too: importing a database driver nobody
@@ -66,31 +147,58 @@ def _kind(saver: Any) -> str | None:
 
 
 @contextmanager
-def hold_thread(saver: Any, thread_id: object, local: LocalHolds) -> Iterator[None]:
+def hold_thread(saver: Any, thread_id: object, holds: Holds) -> Iterator[None]:
     """Hold a thread for a blocking run (`stream`, `invoke`), however the run ends;
     `ThreadBusyError` if another run, in this process or another, holds it."""
     thread, kind = str(thread_id), _kind(saver)
-    where = _locate(saver, kind) if kind else ""
-    if kind == "postgres":
-        with _advisory_lock(where, thread):
+    where = holds.where(saver) if kind else ""
+    if where is None and kind:
+        where = holds.found(saver, _locate(saver, kind))
+    if kind == "postgres" and where:
+        with holds.here(saver, thread), _advisory_lock(holds, where, thread):
             yield
     else:
-        with _file_lock(where, thread) if where else _held_here(saver, thread, local):
+        with _file_lock(where, thread) if where else holds.here(saver, thread):
             yield
 
 
 @asynccontextmanager
-async def ahold_thread(saver: Any, thread_id: object, local: LocalHolds) -> AsyncIterator[None]:
-    """`hold_thread` for an async run (`astream`, `ainvoke`), never blocking the event loop
-    (the file lock's calls never wait)."""
+async def ahold_thread(saver: Any, thread_id: object, holds: Holds) -> AsyncIterator[None]:
+    """`hold_thread` for an async run (`astream`, `ainvoke`), never blocking the event loop:
+    the file lock's calls never wait, and the advisory lock's run on a worker thread."""
     thread, kind = str(thread_id), _kind(saver)
-    where = await _alocate(saver, kind) if kind else ""
-    if kind == "postgres":
-        async with _aadvisory_lock(where, thread):
-            yield
+    where = holds.where(saver) if kind else ""
+    if where is None and kind:
+        where = holds.found(saver, await _alocate(saver, kind))
+    if kind == "postgres" and where:
+        with holds.here(saver, thread):
+            if not await asyncio.to_thread(holds.advisory, where, thread, True):
+                raise ThreadBusyError(thread)
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(_let_go, holds, where, thread)
     else:
-        with _file_lock(where, thread) if where else _held_here(saver, thread, local):
+        with _file_lock(where or "", thread) if where else holds.here(saver, thread):
             yield
+
+
+@contextmanager
+def _advisory_lock(holds: Holds, conninfo: str, thread_id: str) -> Iterator[None]:
+    if not holds.advisory(conninfo, thread_id, True):
+        raise ThreadBusyError(thread_id)
+    try:
+        yield
+    finally:
+        _let_go(holds, conninfo, thread_id)
+
+
+def _let_go(holds: Holds, conninfo: str, thread_id: str) -> None:
+    import psycopg
+
+    # A lost session took its locks along; a new one holds none of them.
+    with contextlib.suppress(psycopg.Error, RuntimeError):
+        holds.advisory(conninfo, thread_id, False)
 
 
 def _locate(saver: Any, kind: str) -> str:
@@ -144,57 +252,6 @@ def _digest(thread_id: str) -> bytes:
 
 def _lock_key(thread_id: str) -> int:
     return int.from_bytes(_digest(thread_id)[:8], "big", signed=True)  # a PostgreSQL bigint
-
-
-@contextmanager
-def _advisory_lock(conninfo: str, thread_id: str) -> Iterator[None]:
-    """Hold the thread's advisory lock on a connection of our own, closed at the end:
-    advisory locks are re-entrant within a session, so the connection is never shared.
-
-    The lock is let go explicitly before the connection closes: the server ends a closed
-    session on its own time, and until then the next run on the thread would find it held.
-    (A killed holder's lock goes with its session all the same.)
-    """
-    import psycopg
-
-    key = _lock_key(thread_id)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute(_TRY_LOCK, (key,)).fetchone()
-        if not (row and row[0]):
-            raise ThreadBusyError(thread_id)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(psycopg.Error):  # a lost session took its lock along
-                conn.execute(_UNLOCK, (key,))
-
-
-@asynccontextmanager
-async def _aadvisory_lock(conninfo: str, thread_id: str) -> AsyncIterator[None]:
-    import psycopg
-
-    key = _lock_key(thread_id)
-    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-        row = await (await conn.execute(_TRY_LOCK, (key,))).fetchone()
-        if not (row and row[0]):
-            raise ThreadBusyError(thread_id)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                await conn.execute(_UNLOCK, (key,))
-
-
-@contextmanager
-def _held_here(saver: Any, thread_id: str, local: LocalHolds) -> Iterator[None]:
-    key, holder = (id(saver), thread_id), object()
-    # `setdefault` is atomic: of two runs taking the same thread, one finds the other's.
-    if local.setdefault(key, holder) is not holder:
-        raise ThreadBusyError(thread_id)
-    try:
-        yield
-    finally:
-        del local[key]
 
 
 @contextmanager

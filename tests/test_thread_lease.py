@@ -449,5 +449,32 @@ async def test_blocking_runs_on_an_async_checkpointer_from_a_worker_thread_are_h
         with pytest.raises(ThreadBusyError):
             await graph.ainvoke({"task": "task beta"}, config)
         assert (await running)["status"] == "completed"
-        with pytest.raises(asyncio.InvalidStateError, match="outside the checkpointer's event"):
-            graph.invoke({"task": "task gamma"}, config)  # would wait on its own event loop
+        # It would wait on its own event loop: refused, by the loop or the checkpointer itself.
+        refused = "outside the checkpointer's event|only allowed from a different thread"
+        with pytest.raises(asyncio.InvalidStateError, match=refused):
+            graph.invoke({"task": "task gamma"}, config)
+
+
+def test_a_postgres_hold_that_cannot_open_its_connection_says_so() -> None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    role = f"agentloop_lease_{uuid.uuid4().hex[:8]}"
+    with fresh_postgres_database() as url:
+        database = conninfo_to_dict(url)["dbname"]
+        with psycopg.connect(url, autocommit=True) as conn:
+            # The checkpointer's own connection is the role's only one.
+            conn.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+            conn.execute(f'ALTER DATABASE "{database}" OWNER TO "{role}"')
+        try:
+            with PostgresSaver.from_conn_string(make_conninfo(url, user=role)) as saver:
+                saver.setup()
+                graph = create_agent_loop("demo", checkpointer=saver)
+                with pytest.raises(RuntimeError, match="holding the thread needs a connection"):
+                    graph.invoke({"task": "Plan a picnic"}, new_thread())
+                assert list(saver.list(None)) == []  # refused before anything was written
+        finally:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'ALTER DATABASE "{database}" OWNER TO CURRENT_USER')
+                conn.execute(f'DROP OWNED BY "{role}"')
+                conn.execute(f'DROP ROLE "{role}"')
