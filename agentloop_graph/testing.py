@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import time
@@ -187,20 +188,27 @@ class ScriptedChatModel(BaseChatModel):
         self, call: ModelCall, response: str | AIMessage | dict[str, Any] | BaseModel
     ) -> AIMessage:
         """`response` as the model's message: a structured answer as a call of the schema's
-        tool, text cut at the call's answer cap, usage reported if asked for."""
+        tool, text cut at the call's answer cap (a structured answer too long for it, as the
+        JSON text a capped model stops writing midway), usage reported if asked for."""
+        cap = None if call.max_tokens is None else 4 * call.max_tokens
         if isinstance(response, BaseModel) and not isinstance(response, AIMessage):
             response = response.model_dump()
         if isinstance(response, dict):
+            written = json.dumps(response)
             name = call.tools[0] if call.tools else "answer"
             tool_call = {"name": name, "args": response, "id": f"call_{len(self._calls)}"}
-            response = AIMessage("", tool_calls=[tool_call])
+            too_long = cap is not None and len(written) > cap
+            response = (
+                AIMessage(written[:cap]) if too_long else AIMessage("", tool_calls=[tool_call])
+            )
         elif isinstance(response, str):
             response = AIMessage(response)
-        if call.max_tokens is not None and len(response.text) > 4 * call.max_tokens:
-            response = response.model_copy(update={"content": response.text[: 4 * call.max_tokens]})
+        if cap is not None and len(response.text) > cap:
+            response = response.model_copy(update={"content": response.text[:cap]})
         if self.report_usage and response.usage_metadata is None:
             spent_in = sum(_tokens(m.text) for m in call.messages)
-            spent_out = _tokens(response.text) + _tokens(str(response.tool_calls or ""))
+            calls = (_tokens(json.dumps(tool_call["args"])) for tool_call in response.tool_calls)
+            spent_out = _tokens(response.text) + sum(calls)
             usage = {
                 "input_tokens": spent_in,
                 "output_tokens": spent_out,
