@@ -14,9 +14,9 @@ per process) goes first each time. The servers' CPU time per run is printed besi
 
 PostgreSQL comes from `AGENTLOOP_TEST_POSTGRES` (default: the local `test` database as
 `postgres`; a scratch database is created beside it and dropped), Redis from
-`AGENTLOOP_TEST_REDIS` (default `redis://127.0.0.1:6379/0`), and the servers' Python from
-`AGENTLOOP_AEGRA_PYTHON` (default `.venv-aegra/bin/python`, see docs/deploy.md). Exits
-with status 3 when PostgreSQL or Redis cannot be reached.
+`AGENTLOOP_TEST_REDIS` (default `redis://127.0.0.1:6379/0`), and the servers' venv from
+`AGENTLOOP_AEGRA_VENV` (default `${XDG_CACHE_HOME:-~/.cache}/agentloop-graph/venv-aegra`,
+see docs/deploy.md). Exits with status 3 when PostgreSQL or Redis cannot be reached.
 """
 
 from __future__ import annotations
