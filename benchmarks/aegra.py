@@ -164,7 +164,7 @@ def main(runs: int, latency: float, jobs: int, warmup: int) -> int:
         spent = "" if cpu is None else f", {cpu * 1000:.0f} ms of server CPU per run"
         print(f"{label:<12}{rate:8.1f} runs/min  (the model alone allows {allowed:.0f}{spent})")
     print(f"on {os.cpu_count()} cores, shared by the servers, PostgreSQL, Redis and this client")
-    print_ratio("2 processes", "1 process", two / one, 2, "target: close to 2")
+    print_ratio("2 processes", "1 process", two / one, 2, "twice the runs", ">= 1.8")
     return 0
 
 
