@@ -39,6 +39,7 @@ import statistics
 import time
 from typing import Annotated, Any, Literal
 
+from concurrency import verdict
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 from typing_extensions import TypedDict
@@ -192,8 +193,10 @@ def input_chars(dependencies: Dependencies, parallel: bool) -> int:
     return sum(len(message.text) for call in model.calls for message in call.messages)
 
 
-def print_ratio(label: str, value: float, meaning: str) -> None:
-    print(f"{label:<36} = {value:.3f}  ({meaning})")
+def print_ratio(label: str, value: float, meaning: str = "", target: str = "") -> None:
+    notes = [meaning, verdict(round(value, 3), target) if target else ""]
+    said = "; ".join(note for note in notes if note)
+    print(f"{label:<36} = {value:.3f}" + (f"  ({said})" if said else ""))
 
 
 async def main(runs: int, latency: float, rounds: int) -> None:
@@ -233,7 +236,7 @@ async def main(runs: int, latency: float, rounds: int) -> None:
             bare: Contender = (shape, "floor", n)
             target = 1.15 if n == 1 else 1.3
             print_ratio(
-                f"{shape} N={n} / critical path", ratio(project, path), f"target <= {target}"
+                f"{shape} N={n} / critical path", ratio(project, path), target=f"<= {target}"
             )
             print_ratio(f"{shape} N={n} floor / critical path", ratio(bare, path), "LangGraph's")
             print_ratio(f"{shape} N={n} project / floor", ratio(project, bare), "the loop's cost")
@@ -244,7 +247,7 @@ async def main(runs: int, latency: float, rounds: int) -> None:
 
     wide, narrow = input_chars(WIDE_FAN_OUT, True), input_chars(WIDE_FAN_OUT, False)
     print(f"input characters per run, 40-step fan-out: parallel {wide}, sequential {narrow}")
-    print_ratio("input chars parallel / seq", wide / narrow, "target <= 1")
+    print_ratio("input chars parallel / seq", wide / narrow, target="<= 1")
 
 
 if __name__ == "__main__":

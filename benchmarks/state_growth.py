@@ -135,10 +135,10 @@ def report(small: Growth, large: Growth) -> float:
         )
     ratio = large.rows_per_step / small.rows_per_step
     file_ratio = large.file_per_step / small.file_per_step
-    verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+    verdict = "met" if round(ratio, 2) <= TARGET_RATIO else "NOT met"
     print(
         f"ratio {large.steps}/{small.steps}: rows {ratio:.2f}, file {file_ratio:.2f} "
-        f"(target rows <= {TARGET_RATIO:g}: {verdict} it)"
+        f"(target rows <= {TARGET_RATIO:g}: {verdict})"
     )
     print(f"\nwhere the rows go, bytes per step (at {small.steps} -> at {large.steps} steps):")
     rest = (0.0, 0.0)

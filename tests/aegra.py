@@ -7,11 +7,12 @@ checkpoints, and any process may run any run. Each process is `uvicorn aegra_api
 in its own session on its own port, so `kill` (SIGKILL to its process group) takes it
 down the way a lost machine goes.
 
-Aegra needs Python >= 3.12, so the servers run from their own environment:
-`AGENTLOOP_AEGRA_PYTHON`, else `.venv-aegra/bin/python` beside this checkout (see
-docs/deploy.md), whichever Python runs the client. Every cluster gets its own Redis key
-prefix (job queue, event channels, replay buffers) and deletes its keys when it stops,
-so clusters sharing one Redis never take each other's runs.
+Aegra needs Python >= 3.12, so the servers run from a venv of their own, whichever Python
+runs the client: the one at `AGENTLOOP_AEGRA_VENV`, else
+`${XDG_CACHE_HOME:-~/.cache}/agentloop-graph/venv-aegra` (see docs/deploy.md). It lives
+outside the checkout, where `langgraph dev` would restart for every file an install writes.
+Every cluster gets its own Redis key prefix (job queue, event channels, replay buffers) and
+deletes its keys when it stops, so clusters sharing one Redis never take each other's runs.
 
 Nothing here imports pytest: the benchmark uses it too.
 """
@@ -35,8 +36,7 @@ from types import TracebackType
 from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-AEGRA_PYTHON_ENV = "AGENTLOOP_AEGRA_PYTHON"
-DEFAULT_AEGRA_PYTHON = ROOT / ".venv-aegra" / "bin" / "python"
+AEGRA_VENV_ENV = "AGENTLOOP_AEGRA_VENV"
 REDIS_ENV = "AGENTLOOP_TEST_REDIS"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 TEST_CONFIG = ROOT / "tests" / "aegra_langgraph.json"
@@ -76,14 +76,23 @@ class AegraError(RuntimeError):
     """An Aegra process could not be started, or the environment to run one is missing."""
 
 
+def aegra_venv() -> Path:
+    """The venv the servers run from: `AGENTLOOP_AEGRA_VENV`, else the user's cache."""
+    if venv := os.environ.get(AEGRA_VENV_ENV):
+        return Path(venv)
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "agentloop-graph" / "venv-aegra"
+
+
 def aegra_python() -> Path:
     """The Python with `aegra-api` installed that runs the servers."""
-    path = Path(os.environ.get(AEGRA_PYTHON_ENV) or DEFAULT_AEGRA_PYTHON)
+    venv = aegra_venv()
+    path = venv / "bin" / "python"
     if not path.exists():
         raise AegraError(
-            f"no Python for Aegra at {path}: create it with "
-            "`python3.12 -m venv .venv-aegra && .venv-aegra/bin/python -m pip install -e . "
-            f"--group aegra`, or point {AEGRA_PYTHON_ENV} at one with aegra-api installed"
+            f"no Python for Aegra at {path}: create it with `python3.12 -m venv {venv} && "
+            f"{path} -m pip install -e . --group aegra` (docs/deploy.md), or point "
+            f"{AEGRA_VENV_ENV} at a venv with aegra-api installed"
         )
     return path
 

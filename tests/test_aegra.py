@@ -13,7 +13,7 @@ The `probe` graph (`tests/aegra_graphs.py`) pins down what a re-delivered run lo
 from inside a graph, which is what the loop's resume relies on.
 
 Skipped when PostgreSQL or Redis cannot be reached (failed instead under `CI=true`);
-the servers' Python (`.venv-aegra`, see docs/deploy.md) missing is an error.
+the servers' venv (`AGENTLOOP_AEGRA_VENV`, see tests/aegra.py) missing is an error.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The benchmark scripts run and print every figure they promise (timings are not asserted)."""
+"""The benchmark scripts run and print every figure they promise, each target with `met` or
+`NOT met` beside its figure (timings are not asserted)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def assert_targets(stdout: str, figures: dict[str, str]) -> None:
+    """Each figure is printed with its target, and whether it is met."""
+    for figure, target in figures.items():
+        line = rf"^{re.escape(figure)} +=\s+\d+\.\d+ .*target {re.escape(target)}: (met|NOT met)\)$"
+        assert re.search(line, stdout, re.MULTILINE), (figure, stdout)
 
 
 @pytest.mark.slow
@@ -40,6 +48,14 @@ def test_concurrency_benchmark_prints_its_ratios() -> None:
         "project / contract floor",
     ):
         assert re.search(rf"^{figure} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure
+    assert_targets(
+        done.stdout,
+        {
+            "project / floor": "<= 1.05",
+            "baseline / project": ">= 6.5",
+            "project / contract floor": "<= 1.02",
+        },
+    )
 
 
 @pytest.mark.slow
@@ -101,6 +117,12 @@ def test_parallel_benchmark_prints_its_ratios() -> None:
     figures += ["fan-out N=1 parallel / seq", "fan-out N=5 parallel / seq"]
     for figure in [*figures, "input chars parallel / seq"]:
         assert re.search(rf"^{re.escape(figure)} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure
+    targets = {
+        f"{shape} N={n} / critical path": "<= 1.15" if n == 1 else "<= 1.3"
+        for n in (1, 5)
+        for shape in ("chain", "fan-out", "diamond")
+    }
+    assert_targets(done.stdout, {**targets, "input chars parallel / seq": "<= 1"})
 
 
 @pytest.mark.slow
@@ -130,3 +152,18 @@ def test_handwritten_benchmark_prints_its_ratios() -> None:
         assert found, case
     verdicts = re.findall(r"^  .+ CPU \d+\.\d+ <= \d\.\d\d: (met|NOT met)$", done.stdout, re.M)
     assert len(verdicts) == len(cases) - 1, done.stdout
+
+
+@pytest.mark.slow
+def test_limits_benchmark_prints_spent_against_each_limit() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/limits.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert re.findall(r"^ +\d+ +\d+ +\d+\.\d\d  (met|NOT met)$", done.stdout, re.M), done.stdout
+    assert re.findall(r"^ +\d+\.\d +\d+\.\d\ds +\d+\.\d\ds  (met|NOT met)$", done.stdout, re.M)
+    assert re.search(r"^targets: (met|NOT met)$", done.stdout, re.M)

@@ -151,6 +151,37 @@ def test_runs_top_to_bottom_without_matplotlib(path: Path) -> None:
     assert printed(notebook).count(INSTALL_HINT) == PICTURES.get(path.stem, 0)
 
 
+def one_cell_notebook(text: str, picture: str) -> nbformat.NotebookNode:
+    """A notebook whose one cell printed `text` and showed a picture of bytes `picture`."""
+    cell = nbformat.v4.new_code_cell("run_it()", execution_count=1)
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=text),
+        nbformat.v4.new_output(
+            "display_data", data={"image/png": picture, "text/plain": "<Figure size 1000x340>"}
+        ),
+    ]
+    return nbformat.v4.new_notebook(cells=[cell])
+
+
+def test_a_rebuild_keeps_outputs_that_differ_only_in_timings_and_pixels() -> None:
+    build = load_build()
+    saved = one_cell_notebook("step  took ms\n   1      102\nrun took 1.4 s, 1.6x faster\n", "AAA")
+    fresh = one_cell_notebook("step  took ms\n   1       98\nrun took 1.5 s, 1.7x faster\n", "BBB")
+    assert build.differences(saved, fresh) == ""
+    build.keep_unchanged_outputs(saved, fresh)
+    assert fresh.cells[0].outputs == saved.cells[0].outputs
+
+
+def test_a_rebuild_takes_outputs_that_changed_and_the_check_shows_them() -> None:
+    build = load_build()
+    saved = one_cell_notebook("status: completed\n", "AAA")
+    fresh = one_cell_notebook("status: partial\n", "AAA")
+    diff = build.differences(saved, fresh)
+    assert '-     "status: completed"' in diff and '+     "status: partial"' in diff
+    build.keep_unchanged_outputs(saved, fresh)
+    assert fresh.cells[0].outputs[0].text == "status: partial\n"
+
+
 FALLBACKS = {
     "nothing listening": ({"OLLAMA_HOST": "127.0.0.1:{port}"}, "ConnectError"),
     "malformed host": ({"OLLAMA_HOST": "http://[::1"}, "InvalidURL"),
