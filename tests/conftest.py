@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Run
+from tests.support.helpers import Run
 
 
 @pytest.fixture(params=["invoke", "ainvoke"])

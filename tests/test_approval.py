@@ -10,7 +10,7 @@ from langgraph.types import Command
 
 from agentloop_graph import Context, create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 
 def model() -> ScriptedChatModel:

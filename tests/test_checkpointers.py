@@ -4,7 +4,7 @@ Each backend gets the same guarantees: a run with an adapted step completes on a
 thread's state holds the run's output, a checkpoint follows every node execution, and a loop
 nested in a parent graph checkpoints into the parent's checkpointer, so an interrupted parent
 run shows the loop's progress and resumes it. PostgreSQL runs in a throwaway database
-(`tests/databases.py`); without a server these tests skip, or fail under `CI=true`.
+(`tests/support/databases.py`); without a server these tests skip, or fail under `CI=true`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing_extensions import TypedDict
 
 from agentloop_graph import StepRecord, create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel, Slow
-from tests.databases import fresh_postgres_database, unavailable
-from tests.helpers import numbered
+from tests.support.databases import fresh_postgres_database, unavailable
+from tests.support.helpers import numbered
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 

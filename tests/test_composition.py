@@ -13,7 +13,7 @@ from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
-from tests.helpers import Run, every_step_adapted, numbered
+from tests.support.helpers import Run, every_step_adapted, numbered
 
 
 def echo_model() -> ScriptedChatModel:

@@ -17,7 +17,7 @@ from langchain_core.tracers.langchain import wait_for_all_tracers
 from opentelemetry import trace
 from opentelemetry.util._once import Once
 
-from tests.langsmith_collector import LangSmithCollector
+from tests.support.langsmith_collector import LangSmithCollector
 from tests.test_tracing import collector, langsmith_env  # noqa: F401 (fixtures)
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "ecosystem.md"

@@ -19,8 +19,8 @@ from typing_extensions import TypedDict
 
 from agentloop_graph import Context, create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.databases import fresh_postgres_database
-from tests.helpers import OUTPUT_KEYS, Run, numbered
+from tests.support.databases import fresh_postgres_database
+from tests.support.helpers import OUTPUT_KEYS, Run, numbered
 
 ODD = "nul\x00 and a lone surrogate \ud800 here"
 

@@ -17,8 +17,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agentloop_graph import Budget, create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.fake_ollama import UNCLOSED_CLIENT_WARNINGS, FakeOllama, Hang, Scripted, fixture
-from tests.helpers import Run, numbered
+from tests.support.fake_ollama import UNCLOSED_CLIENT_WARNINGS, FakeOllama, Hang, Scripted, fixture
+from tests.support.helpers import Run, numbered
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in UNCLOSED_CLIENT_WARNINGS]
 

@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage
 from agentloop_graph import create_agent_loop
 from agentloop_graph.models import is_transient
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 
 class ServerError(Exception):

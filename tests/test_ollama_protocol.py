@@ -1,9 +1,9 @@
 """The loop against Ollama's HTTP API: real `ChatOllama` and `ollama` client, a local server.
 
 Every test goes through the public API (`create_agent_loop`, the CLI) with an `"ollama:..."`
-model string and `OLLAMA_HOST` pointing at a `tests.fake_ollama` server, so what is checked is
-what crosses the wire: request bodies, streamed NDJSON answers, HTTP errors, cut connections
-and silent servers.
+model string and `OLLAMA_HOST` pointing at a `tests.support.fake_ollama` server, so what is
+checked is what crosses the wire: request bodies, streamed NDJSON answers, HTTP errors, cut
+connections and silent servers.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import ollama
 import pytest
 
 from agentloop_graph import cli, create_agent_loop
-from tests.fake_ollama import (
+from tests.support.fake_ollama import (
     FIXTURES,
     UNCLOSED_CLIENT_WARNINGS,
     Answer,
@@ -44,7 +44,7 @@ from tests.fake_ollama import (
     fixture,
     reply,
 )
-from tests.helpers import Run, free_port
+from tests.support.helpers import Run, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "Plan a picnic in the park"
@@ -671,7 +671,7 @@ def test_the_server_runs_from_the_command_line(monkeypatch: pytest.MonkeyPatch) 
     command = [
         sys.executable,
         "-m",
-        "tests.fake_ollama",
+        "tests.support.fake_ollama",
         "--port",
         "0",
         "--fixtures",

@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentloop_graph import create_agent_loop
-from tests.helpers import Run
-from tests.langsmith_collector import LangSmithCollector
+from tests.support.helpers import Run
+from tests.support.langsmith_collector import LangSmithCollector
 from tests.test_tracing import (  # noqa: F401 (fixtures)
     NODE_RUNS,
     STEP_METADATA,

@@ -18,7 +18,7 @@ from langchain_core.tools import tool
 from agentloop_graph import Context, create_agent_loop
 from agentloop_graph.parsing import MAX_RESULT_CHARS, MAX_TEXT_CHARS
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.helpers import OUTPUT_KEYS, Run, numbered
+from tests.support.helpers import OUTPUT_KEYS, Run, numbered
 
 STATUSES = {"completed", "partial", "failed"}
 texts = st.one_of(

@@ -12,7 +12,7 @@ import pytest
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import GRAPH_NODES, numbered
+from tests.support.helpers import GRAPH_NODES, numbered
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 

@@ -23,7 +23,7 @@ from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
 from agentloop_graph import demo
-from tests.helpers import free_port
+from tests.support.helpers import free_port
 
 pytestmark = pytest.mark.slow
 

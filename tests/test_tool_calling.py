@@ -11,7 +11,7 @@ from langgraph.types import Command
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 
 def call(name: str, args: dict[str, Any], call_id: str = "c1") -> AIMessage:

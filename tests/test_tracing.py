@@ -20,8 +20,8 @@ from langsmith import utils as ls_utils
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import Run, numbered
-from tests.langsmith_collector import LangSmithCollector
+from tests.support.helpers import Run, numbered
+from tests.support.langsmith_collector import LangSmithCollector
 
 TASK = "Cross the stream"
 

@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import Run
+from tests.support.helpers import Run
 
 
 @pytest.mark.parametrize(
