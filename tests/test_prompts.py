@@ -14,7 +14,7 @@ from agentloop_graph import Context, create_agent_loop
 from agentloop_graph.prompts import ADAPTER, EXECUTOR, PLANNER, SUMMARISER
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
 from tests.support.helpers import Run, numbered
-from tests.test_snapshots import SNAPSHOTS
+from tests.support.snapshots import SNAPSHOTS
 
 SYSTEM = "You are a careful assistant. Answer in British English."
 
