@@ -30,6 +30,14 @@ def run(request: pytest.FixtureRequest) -> Run:
 
 
 @pytest.fixture
+def no_retry_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries of transient model errors follow each other at once, for tests that count
+    retries rather than time them: the loop reads `agentloop_graph.calls.RETRY_BACKOFF`
+    (0.2 s, doubled at each retry) whenever it backs off."""
+    monkeypatch.setattr("agentloop_graph.calls.RETRY_BACKOFF", 0.0)
+
+
+@pytest.fixture
 def langsmith_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """An environment with no LangSmith settings, no cached ones and no cached client.
 

@@ -370,6 +370,7 @@ def test_a_missing_model_is_not_retried(run: Run, ollama_server: FakeOllama) -> 
         ("rate_limited", "invoke"),
     ],
 )
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_a_transient_http_error_is_retried(
     ollama_server: FakeOllama, error: str, mode: str
 ) -> None:
@@ -382,6 +383,7 @@ def test_a_transient_http_error_is_retried(
 
 
 @pytest.mark.parametrize(("reset", "mode"), [(False, "invoke"), (True, "ainvoke")])
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_a_connection_cut_mid_answer_is_retried(
     ollama_server: FakeOllama, reset: bool, mode: str
 ) -> None:
@@ -398,6 +400,7 @@ def test_a_connection_cut_mid_answer_is_retried(
     assert len(ollama_server.chat_requests) == 6
 
 
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_retries_run_out(ollama_server: FakeOllama) -> None:
     busy = error_fixture("server_busy")
     ollama_server.play(busy, busy, busy, *happy())
@@ -416,6 +419,7 @@ def test_retries_run_out(ollama_server: FakeOllama) -> None:
     ],
     ids=["404", "503-exhausted"],
 )
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_an_error_in_a_step_fails_that_step(
     ollama_server: FakeOllama, errors: list[Response], expected: str, mode: str
 ) -> None:
