@@ -4,17 +4,24 @@ at once, and nothing starts afterwards."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
 
 from agentloop_graph import create_agent_loop
-from agentloop_graph.testing import ScriptedChatModel, Slow
+from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
 from tests.support.helpers import numbered, plan_then
 
 
 def test_closing_a_blocking_stream_stops_the_run() -> None:
-    model = plan_then(Slow(1.0, "ok"), steps=3)
+    release = threading.Event()
+
+    def answer_once_released(call: ModelCall) -> str:
+        release.wait(10)  # a step's call stays in flight until the test lets it answer
+        return "ok"
+
+    model = plan_then(answer_once_released, steps=3)
     stream = create_agent_loop(model).stream({"task": "t"}, stream_mode="custom")
     for event in stream:
         if event["event"] == "agentic.step_started":
@@ -23,7 +30,8 @@ def test_closing_a_blocking_stream_stops_the_run() -> None:
     stream.close()  # type: ignore[attr-defined]
     assert time.monotonic() - closed_at < 0.2
     calls = len(model.calls)
-    time.sleep(1.5)
+    release.set()  # the call in flight answers now: nothing may follow it
+    time.sleep(0.5)
     assert len(model.calls) == calls <= 2  # the plan and at most the call in flight
 
 

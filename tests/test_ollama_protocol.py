@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from tests.support.fake_ollama import (
     Generation,
     Hang,
     HttpError,
+    Request,
     Response,
     Scripted,
     StreamError,
@@ -648,7 +650,13 @@ def test_a_live_generation_reaches_the_client_as_from_ollama(ollama_server: Fake
 
 
 def test_stopping_the_server_releases_a_hanging_request() -> None:
-    server = FakeOllama(Scripted([Hang()])).start()
+    arrived = threading.Event()
+
+    def hang(request: Request) -> Response:
+        arrived.set()
+        return Hang()
+
+    server = FakeOllama(Scripted(hang)).start()
     errors: list[BaseException] = []
 
     async def ask() -> None:
@@ -660,7 +668,7 @@ def test_stopping_the_server_releases_a_hanging_request() -> None:
 
     async def main() -> None:
         task = asyncio.create_task(ask())
-        await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(arrived.wait, 5.0)
         assert len(server.chat_requests) == 1
         started = time.monotonic()
         await asyncio.to_thread(server.stop)
