@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from concurrency import print_ratio  # noqa: E402
 from langgraph_sdk import get_client  # noqa: E402
 
-from tests.aegra import (  # noqa: E402
+from tests.support.aegra import (  # noqa: E402
     DEFAULT_REDIS,
     REDIS_ENV,
     AegraCluster,

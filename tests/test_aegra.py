@@ -1,19 +1,19 @@
 """The loop served by Aegra, an open Agent Server: two processes, one PostgreSQL, one Redis.
 
-Two Aegra processes (`tests/aegra.py`) serve `tests/aegra_langgraph.json`: the repo's
-`agent_loop`, and `slow_loop`, the same loop with a demo model that answers after 0.5 s
-and logs every call it gets (thread, node, step, process). Runs are created through
-either process's HTTP API, as clients behind a load balancer would; whichever process's
-worker takes the job from Redis runs it. Then one process is killed with SIGKILL mid-run.
-Aegra's lease reaper hands its runs back to the queue once their lease expires, and the
-other process runs them again under the same run id with the same input. The loop must
-then resume each of them from its last checkpoint: planning and finished steps never run
-again, only the attempt in flight at the kill repeats, and the run ends `success`.
-The `probe` graph (`tests/aegra_graphs.py`) pins down what a re-delivered run looks like
-from inside a graph, which is what the loop's resume relies on.
+Two Aegra processes (`tests/support/aegra.py`) serve `tests/support/aegra_langgraph.json`: the
+repo's `agent_loop`, and `slow_loop`, the same loop with a demo model that answers after 0.5 s
+and logs every call it gets (thread, node, step, process). Runs are created through either
+process's HTTP API, as clients behind a load balancer would; whichever process's worker takes
+the job from Redis runs it. Then one process is killed with SIGKILL mid-run. Aegra's lease
+reaper hands its runs back to the queue once their lease expires, and the other process runs
+them again under the same run id with the same input. The loop must then resume each of them
+from its last checkpoint: planning and finished steps never run again, only the attempt in
+flight at the kill repeats, and the run ends `success`. The `probe` graph
+(`tests/support/aegra_graphs.py`) pins down what a re-delivered run looks like from inside a
+graph, which is what the loop's resume relies on.
 
 Skipped when PostgreSQL or Redis cannot be reached (failed instead under `CI=true`);
-the servers' venv (`AGENTLOOP_AEGRA_VENV`, see tests/aegra.py) missing is an error.
+the servers' venv (`AGENTLOOP_AEGRA_VENV`, see tests/support/aegra.py) missing is an error.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
 from agentloop_graph import cli
-from tests.aegra import (
+from tests.support.aegra import (
     DEFAULT_REDIS,
     FAST_RECOVERY,
     REDIS_ENV,
@@ -47,7 +47,7 @@ from tests.aegra import (
     database_url,
     redis_unreachable,
 )
-from tests.databases import fresh_postgres_database, unavailable
+from tests.support.databases import fresh_postgres_database, unavailable
 
 pytestmark = pytest.mark.slow
 

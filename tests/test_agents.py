@@ -16,7 +16,7 @@ from langgraph.types import Command
 
 from agentloop_graph import Budget, StepAgent, create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 
 def planner(plan: str | dict[str, Any] | None = None) -> ScriptedChatModel:

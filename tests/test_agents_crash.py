@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from tests.databases import fresh_postgres_database
 from tests.support.agent_crash_worker import OUTPUT_EVENT, PLAN, SLOW_STEP, TASK
-from tests.workers import killed_worker
+from tests.support.databases import fresh_postgres_database
+from tests.support.workers import killed_worker
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from langgraph.types import Command
 
 from agentloop_graph import Context, create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered, plan_then
 
 
 def model() -> ScriptedChatModel:
@@ -125,3 +125,12 @@ def test_a_tool_can_ask_a_person_and_the_step_resumes(run: Run) -> None:
     out = run(graph, Command(resume="blue"), config=config)
     assert out["steps"][0]["result"] == "Chose blue"
     assert out["steps"][0]["attempts"] == 1
+
+
+def test_plan_approval_without_a_checkpointer_is_refused_before_planning(run: Run) -> None:
+    model = plan_then("ok")
+    with pytest.raises(ValueError, match="approve_plan needs a checkpointer"):
+        run(create_agent_loop(model, approve_plan=True), {"task": "t"})
+    with pytest.raises(ValueError, match="approve_plan needs a checkpointer"):
+        run(create_agent_loop(model), {"task": "t"}, context=Context(approve_plan=True))
+    assert model.calls == []

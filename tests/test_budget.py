@@ -11,7 +11,7 @@ from langchain_core.tools import tool
 
 from agentloop_graph import Budget, Context, create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 
 def steps_model(steps: int = 3, usage: int = 0, latency: float = 0.0) -> ScriptedChatModel:

@@ -8,7 +8,7 @@ from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import StateGraph
 
 from agentloop_graph import Context, build_agent_loop, create_agent_loop
-from tests.helpers import GRAPH_NODES
+from tests.support.helpers import GRAPH_NODES
 
 
 def test_each_call_builds_a_new_uncompiled_graph() -> None:

@@ -3,14 +3,18 @@
 Each backend gets the same guarantees: a run with an adapted step completes on a thread, the
 thread's state holds the run's output, a checkpoint follows every node execution, and a loop
 nested in a parent graph checkpoints into the parent's checkpointer, so an interrupted parent
-run shows the loop's progress and resumes it. PostgreSQL runs in a throwaway database
-(`tests/databases.py`); without a server these tests skip, or fail under `CI=true`.
+run shows the loop's progress and resumes it, each step checkpointed before the next. Any
+text the loop stores is storable (NUL and lone surrogates in PostgreSQL), and a long task
+is stored once. PostgreSQL runs in a throwaway database (`tests/support/databases.py`);
+without a server these tests skip, or fail under `CI=true`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -26,9 +31,9 @@ from langgraph.types import StateSnapshot
 from typing_extensions import TypedDict
 
 from agentloop_graph import StepRecord, create_agent_loop
-from agentloop_graph.testing import ScriptedChatModel, Slow
-from tests.databases import fresh_postgres_database, unavailable
-from tests.helpers import numbered
+from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
+from tests.support.databases import fresh_postgres_database, unavailable
+from tests.support.helpers import OUTPUT_KEYS, Run, numbered, plan_then
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 
@@ -270,3 +275,100 @@ async def test_async_nested_loop_checkpoints_into_the_parent_checkpointer(
     assert_resumed_nested_run(out, model)
     nested = app.aget_state_history(namespace_of(config, namespace))
     assert [snapshot.next async for snapshot in nested][::-1] == NESTED_CHECKPOINTS
+
+
+class SlowSaver(InMemorySaver):
+    """A checkpointer whose writes take a while, as a remote database's can."""
+
+    def put(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)
+        return super().put(*args, **kwargs)
+
+    async def aput(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.05)
+        return await super().aput(*args, **kwargs)
+
+
+def test_a_nested_loop_checkpoints_each_step_before_the_next(run: Run) -> None:
+    saver = SlowSaver()
+    config: RunnableConfig = {"configurable": {"thread_id": "nested"}}
+    seen: list[int] = []
+
+    def answer(call: ModelCall) -> str:
+        if call.node == "planner":
+            return numbered("a", "b", "c")
+        if "Step 3/3" in call.prompt:
+            # What a resume would find if the process died now.
+            state = parent.get_state(config, subgraphs=True)
+            seen.append(len(state.tasks[0].state.values["steps"]))
+        return "ok"
+
+    builder = StateGraph(ParentState)
+    builder.add_node("loop", create_agent_loop(ScriptedChatModel(responses=answer)))
+    builder.add_edge(START, "loop")
+    builder.add_edge("loop", END)
+    parent = builder.compile(checkpointer=saver)
+    out = run(parent, {"task": "t"}, config=config)  # the parent's default durability
+    assert out["status"] == "completed"
+    assert seen == [2]
+
+
+ODD = "nul\x00 and a lone surrogate \ud800 here"
+
+
+def odd_model() -> ScriptedChatModel:
+    return ScriptedChatModel(
+        responses={
+            "planner": [numbered(f"plan {ODD}", "b")],
+            "executor": [RuntimeError(f"boom {ODD}"), f"result {ODD}", "fine"],
+            "adapter": [f"again {ODD}"],
+            "summariser": [f"answer {ODD}"],
+        }
+    )
+
+
+def test_odd_characters_are_stored_by_postgres(postgres_url: str) -> None:
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    with PostgresSaver.from_conn_string(postgres_url) as saver:
+        saver.setup()
+        graph = create_agent_loop(odd_model(), checkpointer=saver)
+        config = new_thread()
+        out = graph.invoke({"messages": [HumanMessage(f"task {ODD}")]}, config)
+        stored = graph.get_state(config).values
+    assert out["status"] == "completed"
+    assert [s["status"] for s in out["steps"]] == ["adapted", "completed"]
+    for text in (out["task"], out["answer"], out["steps"][0]["error"], stored["summary"]):
+        assert "\x00" not in text and "\ud800" not in text and "\ufffd" in text
+    assert stored["steps"] == out["steps"]
+
+
+async def test_odd_characters_are_stored_by_postgres_async(postgres_url: str) -> None:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    async with AsyncPostgresSaver.from_conn_string(postgres_url) as saver:
+        await saver.setup()
+        graph = create_agent_loop(odd_model(), checkpointer=saver)
+        config = new_thread()
+        out = await graph.ainvoke({"task": f"task {ODD}"}, config)
+    assert out["status"] == "completed" and "\ufffd" in out["answer"]
+
+
+def test_a_long_task_is_stored_once(tmp_path: Path) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    task = "Plan it: " + "word " * 200_000  # 1 MB
+    database = tmp_path / "checkpoints.db"
+    with SqliteSaver.from_conn_string(str(database)) as saver:
+        graph = create_agent_loop(plan_then("ok", steps=4), checkpointer=saver)
+        out = graph.invoke({"task": task}, {"configurable": {"thread_id": "long"}})
+    assert out["status"] == "completed" and out["task"] == task.strip()
+    assert database.stat().st_size < 4_000_000  # one copy, not one per checkpoint
+    assert len(out["summary"]) < 2_100 and len(out["messages"][-1].text) < 16_500
+    assert set(out) == OUTPUT_KEYS
+
+
+def test_a_durability_without_a_checkpointer_is_no_warning(run: Run) -> None:
+    # As Agent Servers pass it for stateless runs; warnings are errors in this suite.
+    out = run(create_agent_loop(plan_then("ok")), {"task": "t"}, durability="sync")
+    assert out["status"] == "completed"

@@ -499,6 +499,7 @@ def test_step_timeout_fails_a_slow_attempt(
     assert "Status: failed" in out
 
 
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_ollama_host_option_wins_over_the_environment(
     broken_ollama: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -639,6 +640,7 @@ def test_unreachable_ollama_names_the_url_and_the_ways_out(
     assert "Traceback" not in err
 
 
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_reachable_ollama_whose_model_fails_reports_planning_failure(
     broken_ollama: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

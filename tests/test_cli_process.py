@@ -24,11 +24,19 @@ from typing import IO, Any
 import pytest
 
 from agentloop_graph import cli
-from tests.fake_ollama import Delay, FakeOllama, Request, Response, Scripted, phase_of, reply
-from tests.workers import killed_worker
+from tests.support.fake_ollama import (
+    Delay,
+    FakeOllama,
+    Request,
+    Response,
+    Scripted,
+    phase_of,
+    reply,
+)
+from tests.support.workers import killed_worker
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKER = ROOT / "tests" / "cli_worker.py"
+WORKER = ROOT / "tests" / "support" / "cli_worker.py"
 LIBRARIES = ("langchain", "langchain_core", "langgraph", "langsmith", "pydantic", "httpx")
 ENV = {
     **os.environ,

@@ -2,7 +2,7 @@
 
 The fast tests stand a scripted client in for `langgraph-sdk` (it runs the demo loop in
 this process and answers as a server would); the slow ones send runs to a real
-`langgraph dev` server (started as `tests/test_studio.py` starts it). The Aegra suite
+`langgraph dev` server (the `server_url` fixture, as `tests/test_studio.py` uses). The Aegra suite
 (`tests/test_aegra.py`) sends one through Aegra as well.
 """
 
@@ -22,7 +22,6 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from agentloop_graph import cli, create_agent_loop
-from tests.test_studio import server_url  # noqa: F401 (the module's langgraph dev server)
 
 PICNIC = "Plan a picnic"
 FAIL_STEP_2 = "Plan a picnic, fail step 2"
@@ -268,7 +267,7 @@ def test_without_langgraph_sdk_it_says_what_to_install(
 
 @pytest.mark.slow
 def test_a_run_on_langgraph_dev_shows_the_same_progress_as_a_local_one(
-    server_url: str,  # noqa: F811
+    server_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert cli.main(["run", FAIL_STEP_2, "--model", "demo"]) == 0
@@ -288,7 +287,7 @@ def test_a_run_on_langgraph_dev_shows_the_same_progress_as_a_local_one(
 
 @pytest.mark.slow
 def test_json_and_exit_statuses_through_langgraph_dev(
-    server_url: str,  # noqa: F811
+    server_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = ["run", "Plan a picnic, break step 2", "--model", "demo", "--json"]
@@ -309,7 +308,7 @@ def test_json_and_exit_statuses_through_langgraph_dev(
 
 @pytest.mark.slow
 def test_a_budget_stops_a_run_on_langgraph_dev(
-    server_url: str,  # noqa: F811
+    server_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = ["run", PICNIC, "--model", "demo", "--url", server_url, "--max-model-calls", "3"]
@@ -329,7 +328,7 @@ def test_a_budget_stops_a_run_on_langgraph_dev(
 
 @pytest.mark.slow
 def test_a_plan_approved_on_langgraph_dev_runs(
-    server_url: str,  # noqa: F811
+    server_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -349,7 +348,7 @@ def test_a_plan_approved_on_langgraph_dev_runs(
 
 @pytest.mark.slow
 def test_an_unknown_assistant_on_langgraph_dev_is_one_line(
-    server_url: str,  # noqa: F811
+    server_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert cli.main(["run", PICNIC, "--url", server_url, "--assistant", "nope"]) == 1
@@ -361,7 +360,7 @@ def test_an_unknown_assistant_on_langgraph_dev_is_one_line(
 
 @pytest.mark.slow
 def test_the_chat_app_on_langgraph_dev_answers_and_exits_0(
-    server_url: str,  # noqa: F811
+    server_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = ["run", "Plan a picnic then pack the basket", "--model", "demo", "--url", server_url]

@@ -19,7 +19,7 @@ import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agentloop_graph import cli, create_agent_loop
-from tests.databases import fresh_postgres_database
+from tests.support.databases import fresh_postgres_database
 
 PICNIC = "Plan a picnic"
 WAITS = re.compile(

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 from agentloop_graph import AgenticResult, AgenticStep, run_agentic_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import numbered
+from tests.support.helpers import numbered
 
 
 def test_seed_shapes() -> None:

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
-from tests.helpers import Run, every_step_adapted, numbered
+from tests.support.helpers import Run, every_step_adapted, numbered, plan_then
 
 
 def echo_model() -> ScriptedChatModel:
@@ -158,3 +159,13 @@ def test_long_runs_under_astream_events_are_not_cut_by_the_default_limit() -> No
         return events[-1]["data"]["output"]
 
     assert asyncio.run(last_event())["summary"] == "t: Completed 0/10 steps, 10 adapted."
+
+
+def test_a_reused_thread_runs_the_task_the_input_names(run: Run) -> None:
+    graph = create_agent_loop(plan_then("ok"), checkpointer=InMemorySaver())
+    config: RunnableConfig = {"configurable": {"thread_id": "reused"}}
+    assert run(graph, {"task": "Task A"}, config=config)["task"] == "Task A"
+    out = run(graph, {"messages": [HumanMessage("Task B"), AIMessage("ok")]}, config=config)
+    assert out["task"] == "Task B"
+    with pytest.raises(ValueError, match="task is missing"):
+        run(graph, {"messages": [AIMessage("hello")]}, config=config)

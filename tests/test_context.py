@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agentloop_graph import Context, create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel, Slow
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 
 def three_step_model() -> ScriptedChatModel:

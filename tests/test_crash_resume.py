@@ -1,6 +1,6 @@
 """A run killed mid-step resumes from its checkpoints in a new process.
 
-`tests/crash_worker.py` runs a 5-step plan (step 1 is adapted) on a shared SQLite file
+`tests/support/crash_worker.py` runs a 5-step plan (step 1 is adapted) on a shared SQLite file
 (sync API) or PostgreSQL database (async API). The test kills it with SIGKILL while step 3's
 model call is in flight, resumes the thread in a new worker, and checks the durability
 promise: planning and finished steps never run again, at most the interrupted attempt
@@ -29,14 +29,14 @@ from typing import Any
 
 import pytest
 
-from tests.crash_worker import OUTPUT_EVENT, PLAN
-from tests.databases import fresh_postgres_database
-from tests.workers import killed_worker
+from tests.support.crash_worker import OUTPUT_EVENT, PLAN
+from tests.support.databases import fresh_postgres_database
+from tests.support.workers import killed_worker
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKER = "tests/crash_worker.py"
+WORKER = "tests/support/crash_worker.py"
 KILL_IN_STEP = 3
 """The step whose model call the kill interrupts; steps before it have finished."""
 LATENCY = 0.5

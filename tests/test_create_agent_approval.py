@@ -21,7 +21,7 @@ from langgraph.types import Command
 from agentloop_graph import create_agent_loop, plan_and_execute_tool
 from agentloop_graph.demo import DemoChatModel
 from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import Run
+from tests.support.helpers import Run
 
 REQUEST = {"messages": [HumanMessage("Plan a picnic in three steps")]}
 """A request the demo model hands to `plan_and_execute` (it mentions a plan and steps)."""

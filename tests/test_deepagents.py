@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from agentloop_graph import create_agent_loop
 from agentloop_graph.demo import DemoChatModel
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
-from tests.helpers import Run
+from tests.support.helpers import Run
 
 TASK = "Plan a picnic for six"
 ANSWER = f"[demo] Final answer for '{TASK}': every step was worked through in order."

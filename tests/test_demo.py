@@ -12,7 +12,7 @@ from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop, plan_and_execute_tool
 from agentloop_graph.demo import PLAN, DemoChatModel, DemoModelError
-from tests.helpers import Run
+from tests.support.helpers import Run
 
 PICNIC = "Plan a picnic"
 DEMO_PLAN = [step.format(task=PICNIC) for step in PLAN]

@@ -4,7 +4,7 @@ Its script is written to a scratch directory and its commands run there, each bl
 shell script, as a user pastes them: a run started in one process, killed with SIGKILL once
 step 3 has started and resumed by another, then a plan asked for by one process and answered
 by another. PostgreSQL runs in a fresh database (`AGENTLOOP_TEST_POSTGRES`, see
-tests/databases.py), handed to the script as `DATABASE_URL`.
+tests/support/databases.py), handed to the script as `DATABASE_URL`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import fresh_postgres_database
-from tests.doc_blocks import ROOT, code_blocks, environment, fake_venv, files, run_bash
+from tests.support.databases import fresh_postgres_database
+from tests.support.doc_blocks import ROOT, code_blocks, environment, fake_venv, files, run_bash
 
 pytestmark = pytest.mark.slow
 

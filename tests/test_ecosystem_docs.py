@@ -17,8 +17,7 @@ from langchain_core.tracers.langchain import wait_for_all_tracers
 from opentelemetry import trace
 from opentelemetry.util._once import Once
 
-from tests.langsmith_collector import LangSmithCollector
-from tests.test_tracing import collector, langsmith_env  # noqa: F401 (fixtures)
+from tests.support.langsmith_collector import LangSmithCollector
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "ecosystem.md"
 TEXT = PAGE.read_text()
@@ -41,8 +40,8 @@ EXAMPLES = [(section, code) for section, code in python_blocks() if not FILE.mat
 @pytest.fixture
 def isolated(
     tmp_path: Path,
-    langsmith_env: pytest.MonkeyPatch,  # noqa: F811
-    collector: LangSmithCollector,  # noqa: F811
+    langsmith_env: pytest.MonkeyPatch,
+    collector: LangSmithCollector,
 ) -> Iterator[None]:
     """A directory holding the page's files to run in, and LangSmith's endpoint a local
     collector that must hear nothing; afterwards the environment (which an example may

@@ -13,7 +13,7 @@ from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import numbered
+from tests.support.helpers import numbered
 
 
 def mixed_model() -> ScriptedChatModel:

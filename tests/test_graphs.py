@@ -22,7 +22,7 @@ from graphs.agent_loop import make_graph as make_agent_loop
 from graphs.agents import make_graph as make_agents
 from graphs.chat_app import create_chat_app
 from graphs.chat_app import make_graph as make_chat_app
-from tests.helpers import GRAPH_NODES, Run
+from tests.support.helpers import GRAPH_NODES, Run
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = Context(model="demo")

@@ -1,6 +1,6 @@
 """A tool's side effect happens exactly once, even when the run is killed right after it.
 
-`tests/idempotent_worker.py` runs a 4-step plan whose every step calls the `record_effect`
+`tests/support/idempotent_worker.py` runs a 4-step plan whose every step calls the `record_effect`
 tool once, on a SQLite file (sync API) or a PostgreSQL database (async API). The test kills
 the worker with SIGKILL during step 3: after the tool has applied step 3's effect, while the
 model's answer that would end the step is still in flight. A new worker resumes the thread.
@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from tests.databases import fresh_postgres_database
-from tests.idempotent_worker import (
+from tests.support.databases import fresh_postgres_database
+from tests.support.idempotent_worker import (
     CALLS,
     EFFECTS,
     MODEL_CALLS,
@@ -40,7 +40,7 @@ from tests.idempotent_worker import (
     SLOW_STEP,
     effect_of,
 )
-from tests.workers import killed_worker
+from tests.support.workers import killed_worker
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def worker_args(backend: str, db: str, directory: Path, *extra: str) -> list[str
     return [
         sys.executable,
         "-m",
-        "tests.idempotent_worker",
+        "tests.support.idempotent_worker",
         f"--backend={backend}",
         f"--db={db}",
         "--thread=fete",

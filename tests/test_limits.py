@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agentloop_graph import Budget, create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.fake_ollama import UNCLOSED_CLIENT_WARNINGS, FakeOllama, Hang, Scripted, fixture
-from tests.helpers import Run, numbered
+from tests.support.fake_ollama import UNCLOSED_CLIENT_WARNINGS, FakeOllama, Hang, Scripted, fixture
+from tests.support.helpers import Run, numbered
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in UNCLOSED_CLIENT_WARNINGS]
 
@@ -198,3 +199,27 @@ def test_the_thread_keeps_its_history_across_runs(run: Run) -> None:
         out = run(loop, {"messages": [("user", task)]}, config=config)
     assert [m.type for m in out["messages"]] == ["human", "ai", "human", "ai"]
     assert out["messages"][2].content == "Plan a party"
+
+
+def test_a_hanging_tool_is_a_step_failure(run: Run) -> None:
+    release = threading.Event()
+
+    @tool
+    def hang() -> str:
+        """Never returns in time."""
+        release.wait(5)
+        return "too late"
+
+    model = ScriptedChatModel(
+        responses={
+            "planner": [numbered("wait")],
+            "executor": [AIMessage("", tool_calls=[{"name": "hang", "args": {}, "id": "1"}])],
+        }
+    )
+    graph = create_agent_loop(
+        model, tools=[hang], step_timeout=0.2, max_adaptations=0, summarise_with_model=False
+    )
+    # The abandoned call holds a worker thread until released; asyncio.run waits for it.
+    threading.Timer(0.5, release.set).start()
+    out = run(graph, {"task": "t"})
+    assert out["steps"][0]["error"] == "the attempt timed out after 0.2 s"

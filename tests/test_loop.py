@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.helpers import OUTPUT_KEYS, Run, every_step_adapted, numbered
+from tests.support.helpers import OUTPUT_KEYS, Run, every_step_adapted, numbered
 
 
 def test_happy_path(run: Run) -> None:

@@ -28,7 +28,7 @@ from mcp.types import CallToolResult, ImageContent, TextContent, Tool
 from agentloop_graph import create_agent_loop
 from agentloop_graph.parsing import MAX_RESULT_CHARS
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 SERVER = Path(__file__).parent / "support" / "mcp_server.py"
 

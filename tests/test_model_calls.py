@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage
 from agentloop_graph import create_agent_loop
 from agentloop_graph.models import is_transient
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 
 class ServerError(Exception):
@@ -93,6 +93,7 @@ def test_which_errors_are_transient(error: Exception, transient: bool) -> None:
     assert is_transient(error) is transient
 
 
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_transient_errors_are_retried(run: Run) -> None:
     model = ScriptedChatModel(
         responses={
@@ -106,6 +107,7 @@ def test_transient_errors_are_retried(run: Run) -> None:
     assert len(model.calls_from("planner")) == 3
 
 
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_retries_are_bounded(run: Run) -> None:
     model = ScriptedChatModel(responses=[ServerError(502)] * 5)
     out = run(create_agent_loop(model, max_retries=2), {"task": "t"})

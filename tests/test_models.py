@@ -13,7 +13,7 @@ from agentloop_graph import create_agent_loop
 from agentloop_graph.demo import DemoChatModel
 from agentloop_graph.models import resolve_model
 from agentloop_graph.ollama import ollama_base_url
-from tests.helpers import Run
+from tests.support.helpers import Run
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.fake_ollama import FakeOllama, Scripted
+from tests.support.fake_ollama import FakeOllama, Scripted
 
 pytestmark = pytest.mark.slow
 

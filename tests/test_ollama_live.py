@@ -17,7 +17,7 @@ import pytest
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.ollama import ollama_base_url
-from tests.fake_ollama import UNCLOSED_CLIENT_WARNINGS, collect_unclosed_clients
+from tests.support.fake_ollama import UNCLOSED_CLIENT_WARNINGS, collect_unclosed_clients
 
 pytestmark = [pytest.mark.filterwarnings(entry) for entry in UNCLOSED_CLIENT_WARNINGS]
 

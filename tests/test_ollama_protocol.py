@@ -1,9 +1,9 @@
 """The loop against Ollama's HTTP API: real `ChatOllama` and `ollama` client, a local server.
 
 Every test goes through the public API (`create_agent_loop`, the CLI) with an `"ollama:..."`
-model string and `OLLAMA_HOST` pointing at a `tests.fake_ollama` server, so what is checked is
-what crosses the wire: request bodies, streamed NDJSON answers, HTTP errors, cut connections
-and silent servers.
+model string and `OLLAMA_HOST` pointing at a `tests.support.fake_ollama` server, so what is
+checked is what crosses the wire: request bodies, streamed NDJSON answers, HTTP errors, cut
+connections and silent servers.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ import ollama
 import pytest
 
 from agentloop_graph import cli, create_agent_loop
-from tests.fake_ollama import (
+from tests.support.fake_ollama import (
     FIXTURES,
     UNCLOSED_CLIENT_WARNINGS,
     Answer,
@@ -35,6 +36,7 @@ from tests.fake_ollama import (
     Generation,
     Hang,
     HttpError,
+    Request,
     Response,
     Scripted,
     StreamError,
@@ -44,7 +46,7 @@ from tests.fake_ollama import (
     fixture,
     reply,
 )
-from tests.helpers import Run, free_port
+from tests.support.helpers import Run, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "Plan a picnic in the park"
@@ -370,6 +372,7 @@ def test_a_missing_model_is_not_retried(run: Run, ollama_server: FakeOllama) -> 
         ("rate_limited", "invoke"),
     ],
 )
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_a_transient_http_error_is_retried(
     ollama_server: FakeOllama, error: str, mode: str
 ) -> None:
@@ -382,6 +385,7 @@ def test_a_transient_http_error_is_retried(
 
 
 @pytest.mark.parametrize(("reset", "mode"), [(False, "invoke"), (True, "ainvoke")])
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_a_connection_cut_mid_answer_is_retried(
     ollama_server: FakeOllama, reset: bool, mode: str
 ) -> None:
@@ -398,6 +402,7 @@ def test_a_connection_cut_mid_answer_is_retried(
     assert len(ollama_server.chat_requests) == 6
 
 
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_retries_run_out(ollama_server: FakeOllama) -> None:
     busy = error_fixture("server_busy")
     ollama_server.play(busy, busy, busy, *happy())
@@ -416,6 +421,7 @@ def test_retries_run_out(ollama_server: FakeOllama) -> None:
     ],
     ids=["404", "503-exhausted"],
 )
+@pytest.mark.usefixtures("no_retry_backoff")
 def test_an_error_in_a_step_fails_that_step(
     ollama_server: FakeOllama, errors: list[Response], expected: str, mode: str
 ) -> None:
@@ -644,7 +650,13 @@ def test_a_live_generation_reaches_the_client_as_from_ollama(ollama_server: Fake
 
 
 def test_stopping_the_server_releases_a_hanging_request() -> None:
-    server = FakeOllama(Scripted([Hang()])).start()
+    arrived = threading.Event()
+
+    def hang(request: Request) -> Response:
+        arrived.set()
+        return Hang()
+
+    server = FakeOllama(Scripted(hang)).start()
     errors: list[BaseException] = []
 
     async def ask() -> None:
@@ -656,7 +668,7 @@ def test_stopping_the_server_releases_a_hanging_request() -> None:
 
     async def main() -> None:
         task = asyncio.create_task(ask())
-        await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(arrived.wait, 5.0)
         assert len(server.chat_requests) == 1
         started = time.monotonic()
         await asyncio.to_thread(server.stop)
@@ -671,7 +683,7 @@ def test_the_server_runs_from_the_command_line(monkeypatch: pytest.MonkeyPatch) 
     command = [
         sys.executable,
         "-m",
-        "tests.fake_ollama",
+        "tests.support.fake_ollama",
         "--port",
         "0",
         "--fixtures",

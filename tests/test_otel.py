@@ -21,16 +21,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentloop_graph import create_agent_loop
-from tests.helpers import Run
-from tests.langsmith_collector import LangSmithCollector
-from tests.test_tracing import (  # noqa: F401 (fixtures)
-    NODE_RUNS,
-    STEP_METADATA,
-    TASK,
-    collector,
-    langsmith_env,
-    scripted_model,
-)
+from tests.support.helpers import Run
+from tests.support.langsmith_collector import LangSmithCollector
+from tests.support.tracing import NODE_RUNS, STEP_METADATA, TASK, scripted_model
 
 METADATA = "langsmith.metadata."
 
@@ -76,8 +69,8 @@ def metadata(span: ReadableSpan, key: str) -> Any:
 )
 def test_spans_carry_the_loops_metadata(
     run: Run,
-    langsmith_env: pytest.MonkeyPatch,  # noqa: F811
-    collector: LangSmithCollector,  # noqa: F811
+    langsmith_env: pytest.MonkeyPatch,
+    collector: LangSmithCollector,
     spans: InMemorySpanExporter,
     settings: dict[str, str],
     to_langsmith: bool,

@@ -12,7 +12,7 @@ from langgraph.types import Command
 
 from agentloop_graph import Budget, Context, create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel, Slow
-from tests.helpers import OUTPUT_KEYS, Run
+from tests.support.helpers import OUTPUT_KEYS, Run
 
 FAN_OUT = "1. fetch A (after none)\n2. fetch B (after none)\n3. fetch C\n4. compare (after 1, 2, 3)"
 """Three steps that wait for nothing (an unmarked one included, once any step is marked),

@@ -13,8 +13,8 @@ from pydantic import PrivateAttr
 from agentloop_graph import Context, create_agent_loop
 from agentloop_graph.prompts import ADAPTER, EXECUTOR, PLANNER, SUMMARISER
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
-from tests.helpers import Run, numbered
-from tests.test_snapshots import SNAPSHOTS
+from tests.support.helpers import Run, numbered
+from tests.support.snapshots import SNAPSHOTS
 
 SYSTEM = "You are a careful assistant. Answer in British English."
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentloop_graph import create_agent_loop
-from tests.doc_blocks import ROOT, code_blocks, fake_venv, run_bash
+from tests.support.doc_blocks import ROOT, code_blocks, fake_venv, run_bash
 
 README_PATH = ROOT / "README.md"
 README = README_PATH.read_text()

@@ -22,10 +22,16 @@ from langchain_core.messages import AIMessage
 
 from agentloop_graph import cli, create_agent_loop
 from agentloop_graph.plans import plan_schema
-from tests.fake_ollama import FakeOllama, RealModel, RealModelUnavailable, Served, serve_real_model
-from tests.fake_ollama import llama as real_model
-from tests.fake_ollama.llama import SERVED_MODEL, find_gguf
-from tests.helpers import OUTPUT_KEYS
+from tests.support.fake_ollama import (
+    FakeOllama,
+    RealModel,
+    RealModelUnavailable,
+    Served,
+    serve_real_model,
+)
+from tests.support.fake_ollama import llama as real_model
+from tests.support.fake_ollama.llama import SERVED_MODEL, find_gguf
+from tests.support.helpers import OUTPUT_KEYS
 
 pytestmark = pytest.mark.real_model
 

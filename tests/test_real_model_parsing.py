@@ -1,7 +1,7 @@
 """The parsers on answers a real model wrote, saved as fixtures (no model needed).
 
 Each file under `fixtures/real_model/` is SmolLM2-135M-Instruct's raw reply at temperature 0
-(served by `tests.fake_ollama.RealModel`, with `num_predict` 128) to a prompt from
+(served by `tests.support.fake_ollama.RealModel`, with `num_predict` 128) to a prompt from
 `agentloop_graph.prompts`:
 
 - `plan_trailing_prose.txt`: the planner prompt for "Plan a short picnic in the park"

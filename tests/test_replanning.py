@@ -9,7 +9,7 @@ import pytest
 
 from agentloop_graph import Budget, Context, create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 BROKEN = RuntimeError("the oven is broken")
 

@@ -5,24 +5,12 @@ Run with UPDATE_SNAPSHOTS=1 to rewrite them after an intended change, then revie
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import GRAPH_NODES, numbered
-
-SNAPSHOTS = Path(__file__).parent / "snapshots"
-
-
-def check_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / name
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
-        path.write_text(text)
-    assert path.exists(), f"missing snapshot {name}: run with UPDATE_SNAPSHOTS=1"
-    assert text == path.read_text()
+from tests.support.helpers import GRAPH_NODES, numbered
+from tests.support.snapshots import check_snapshot
 
 
 def test_mermaid_drawing() -> None:

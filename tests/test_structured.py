@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 
 class Steps(BaseModel):

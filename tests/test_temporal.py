@@ -26,7 +26,15 @@ from typing import Any
 
 import pytest
 
-from tests.fake_ollama import Delay, FakeOllama, Request, Response, Scripted, phase_of, reply
+from tests.support.fake_ollama import (
+    Delay,
+    FakeOllama,
+    Request,
+    Response,
+    Scripted,
+    phase_of,
+    reply,
+)
 from tests.support.temporal_harness import (
     DevServer,
     WorkerOptions,

@@ -17,7 +17,7 @@ from agentloop_graph.testing import (
     ScriptedModelExhausted,
     Slow,
 )
-from tests.helpers import Run, numbered
+from tests.support.helpers import Run, numbered
 
 
 def add(a: int, b: int) -> int:

@@ -34,8 +34,8 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from agentloop_graph import ThreadBusyError, UnfinishedRunError, create_agent_loop
 from agentloop_graph.testing import ModelCall, Response, ScriptedChatModel, Slow
-from tests.databases import fresh_postgres_database
-from tests.helpers import numbered
+from tests.support.databases import fresh_postgres_database
+from tests.support.helpers import numbered
 
 Saver = BaseCheckpointSaver[Any]
 KINDS = ["memory", "sqlite", "sqlite-memory", "postgres", "postgres-pool"]

@@ -1,9 +1,9 @@
 """One run per thread across processes, on a SQLite file and on PostgreSQL.
 
-`tests/lease_worker.py` runs `tests/crash_worker.py`'s 5-step plan (step 1 is adapted) and
-logs every model call it makes. Two workers are released at the same instant (the test
-creates their `--go` file once both are ready); one uses the blocking API and the other the
-async one, so both kinds of hold are the same lock:
+`tests/support/lease_worker.py` runs `tests/support/crash_worker.py`'s 5-step plan (step 1 is
+adapted) and logs every model call it makes. Two workers are released at the same instant (the
+test creates their `--go` file once both are ready); one uses the blocking API and the other
+the async one, so both kinds of hold are the same lock:
 
 - two workers resume one thread whose worker was SIGKILLed mid-step: exactly one runs steps
   3-5, the other is refused with `ThreadBusyError` and makes no model call;
@@ -32,10 +32,10 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agentloop_graph import create_agent_loop
-from tests.crash_worker import OUTPUT_EVENT, PLAN, scripted_model
-from tests.databases import fresh_postgres_database
-from tests.lease_worker import BUSY_EVENT, READY_EVENT
-from tests.workers import killed_worker
+from tests.support.crash_worker import OUTPUT_EVENT, PLAN, scripted_model
+from tests.support.databases import fresh_postgres_database
+from tests.support.lease_worker import BUSY_EVENT, READY_EVENT
+from tests.support.workers import killed_worker
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +98,7 @@ def worker_args(
     return [
         sys.executable,
         "-m",
-        "tests.lease_worker",
+        "tests.support.lease_worker",
         f"--backend={backend}",
         f"--api={api}",
         f"--db={db}",

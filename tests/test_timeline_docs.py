@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doc_blocks import ROOT, code_blocks
+from tests.support.doc_blocks import ROOT, code_blocks
 
 pytest.importorskip("matplotlib")
 

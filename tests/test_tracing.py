@@ -6,78 +6,18 @@ tests read the runs exactly as they would leave the machine, without a network.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import langsmith
 import pytest
 from langchain_core.tracers import LangChainTracer
 from langchain_core.tracers.langchain import wait_for_all_tracers
-from langsmith import run_trees
-from langsmith import utils as ls_utils
 
 from agentloop_graph import create_agent_loop
-from agentloop_graph.testing import ScriptedChatModel
-from tests.helpers import Run, numbered
-from tests.langsmith_collector import LangSmithCollector
-
-TASK = "Cross the stream"
-
-NODE_RUNS = ["planner", "executor", "adapter", "executor", "executor", "summariser"]
-"""The graph's node runs under the root, in the order they start."""
-
-STEP_METADATA = [(None, None), (1, 1), (1, 1), (1, 2), (2, 1), (None, None)]
-"""`(step, attempt)` metadata of the model call under each node run of `NODE_RUNS`."""
-
-RUN_COUNT = 1 + 2 * len(NODE_RUNS)
-"""The root, each node run and the model run under it."""
-
-
-def scripted_model() -> ScriptedChatModel:
-    """A model whose plan has two steps; the first fails once and is adapted."""
-    return ScriptedChatModel(
-        responses={
-            "planner": [numbered("Look", "Leap")],
-            "executor": [RuntimeError("slipped"), "looked", "leapt"],
-            "adapter": ["Look more carefully"],
-            "summariser": ["Across."],
-        }
-    )
-
-
-def forget_langsmith_settings() -> None:
-    """Make `langsmith` read its environment variables again."""
-    ls_utils.get_env_var.cache_clear()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def langsmith_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """An environment with no LangSmith settings, no cached ones and no cached client.
-
-    The `langsmith` client caches the variables it reads and the client that tracing
-    from the environment uses; both are reset so each test sees only its own settings.
-    A client created during the test is flushed and closed at the end.
-    """
-    for name in list(os.environ):
-        if name.startswith(("LANGSMITH_", "LANGCHAIN_")):
-            monkeypatch.delenv(name)
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(name, "127.0.0.1,localhost")
-    monkeypatch.setattr(run_trees, "_CLIENT", None)
-    forget_langsmith_settings()
-    yield monkeypatch
-    if run_trees._CLIENT is not None:
-        run_trees._CLIENT.close(timeout=5)
-    forget_langsmith_settings()
-
-
-@pytest.fixture
-def collector() -> Iterator[LangSmithCollector]:
-    """A running collector; the LangSmith endpoint to send runs to."""
-    with LangSmithCollector() as server:
-        yield server
+from tests.support.helpers import Run
+from tests.support.langsmith_collector import LangSmithCollector
+from tests.support.tracing import NODE_RUNS, RUN_COUNT, STEP_METADATA, TASK, scripted_model
 
 
 def node_runs(runs: dict[str, dict[str, Any]], parent: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 A backend decides what the server answers; the server speaks HTTP. Each one lists its
 models (`/api/tags`), describes one (`/api/show`) and answers chat requests (`/api/chat`).
-The real model's backend is `tests.fake_ollama.llama.RealModel`.
+The real model's backend is `tests.support.fake_ollama.llama.RealModel`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from tests.fake_ollama.protocol import FIXTURES, HttpError, Request, Response, fixture
+from tests.support.fake_ollama.protocol import FIXTURES, HttpError, Request, Response, fixture
 
 
 class Backend(Protocol):

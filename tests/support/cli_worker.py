@@ -1,6 +1,6 @@
 """The `agentloop` command as its own process, its demo model slowed down.
 
-    python tests/cli_worker.py LATENCY ARG...
+    python tests/support/cli_worker.py LATENCY ARG...
 
 runs `agentloop ARG...` the way the console script does (`main()` reading `sys.argv`),
 except that `--model demo` answers each call after LATENCY seconds, so a test has time to

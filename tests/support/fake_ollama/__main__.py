@@ -1,4 +1,4 @@
-"""Serve the fake Ollama server until interrupted: `python -m tests.fake_ollama --help`."""
+"""Serve the fake Ollama server until interrupted: `python -m tests.support.fake_ollama --help`."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.fake_ollama.backends import Backend, Recorded
-from tests.fake_ollama.llama import RealModel
-from tests.fake_ollama.protocol import FIXTURES
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.backends import Backend, Recorded
+from tests.support.fake_ollama.llama import RealModel
+from tests.support.fake_ollama.protocol import FIXTURES
+from tests.support.fake_ollama.server import FakeOllama
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve recorded answers (or the real model) on `--port` until interrupted."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.fake_ollama",
+        prog="python -m tests.support.fake_ollama",
         description="A fake Ollama server answering every phase of the agent loop.",
     )
     parser.add_argument("--port", type=int, default=11434, help="0 picks a free port")

@@ -1,4 +1,4 @@
-"""Graphs that only the Aegra suite serves (`tests/aegra_langgraph.json`).
+"""Graphs that only the Aegra suite serves (`tests/support/aegra_langgraph.json`).
 
 - `slow_loop`: the agent loop with the demo model answering after
   `AGENTLOOP_TEST_LATENCY` seconds (default 0.5), every model call appended as one JSON

@@ -35,11 +35,11 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote, urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AEGRA_VENV_ENV = "AGENTLOOP_AEGRA_VENV"
 REDIS_ENV = "AGENTLOOP_TEST_REDIS"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-TEST_CONFIG = ROOT / "tests" / "aegra_langgraph.json"
+TEST_CONFIG = ROOT / "tests" / "support" / "aegra_langgraph.json"
 """The repo's `agent_loop` graph plus the suite's `slow_loop` and `probe` graphs."""
 STARTUP_DEADLINE = 90.0
 STOP_DEADLINE = 15.0

@@ -30,15 +30,15 @@ with the real model: `with RealModel.load() as model, FakeOllama(model) as serve
 (or `serve_real_model()`); with the recordings: `FakeOllama(Recorded())`. From a shell
 (port 0 picks a free port):
 
-    python -m tests.fake_ollama --port 11434                # recorded answers
-    python -m tests.fake_ollama --port 11434 --real-model   # SmolLM2
+    python -m tests.support.fake_ollama --port 11434                # recorded answers
+    python -m tests.support.fake_ollama --port 11434 --real-model   # SmolLM2
 
 Only the standard library is needed, except by `RealModel` (llama-cpp-python).
 """
 
-from tests.fake_ollama.backends import Backend, FixtureModels, Recorded, Scripted, phase_of
-from tests.fake_ollama.llama import RealModel, RealModelUnavailable, serve_real_model
-from tests.fake_ollama.protocol import (
+from tests.support.fake_ollama.backends import Backend, FixtureModels, Recorded, Scripted, phase_of
+from tests.support.fake_ollama.llama import RealModel, RealModelUnavailable, serve_real_model
+from tests.support.fake_ollama.protocol import (
     FIXTURES,
     Answer,
     Delay,
@@ -55,7 +55,11 @@ from tests.fake_ollama.protocol import (
     fixture,
     reply,
 )
-from tests.fake_ollama.server import UNCLOSED_CLIENT_WARNINGS, FakeOllama, collect_unclosed_clients
+from tests.support.fake_ollama.server import (
+    UNCLOSED_CLIENT_WARNINGS,
+    FakeOllama,
+    collect_unclosed_clients,
+)
 
 __all__ = [
     "FIXTURES",

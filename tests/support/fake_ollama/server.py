@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
-from tests.fake_ollama.backends import Backend, Scripted
-from tests.fake_ollama.protocol import (
+from tests.support.fake_ollama.backends import Backend, Scripted
+from tests.support.fake_ollama.protocol import (
     Answer,
     Chunk,
     Delay,

@@ -1,7 +1,9 @@
 """A worker process for the crash-and-resume suite: runs, or resumes, one thread of the loop.
 
-    python tests/crash_worker.py --backend sqlite --db FILE --thread ID --log FILE [--resume]
-    python tests/crash_worker.py --backend postgres --db CONNINFO --thread ID --log FILE [--resume]
+    python tests/support/crash_worker.py --backend sqlite --db FILE --thread ID --log FILE \
+        [--resume]
+    python tests/support/crash_worker.py --backend postgres --db CONNINFO --thread ID \
+        --log FILE [--resume]
 
 SQLite runs through the sync API (`SqliteSaver`, `stream`), PostgreSQL through the async one
 (`AsyncPostgresSaver`, `astream`). The worker prints each progress event as one JSON line,

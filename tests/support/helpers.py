@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from agentloop_graph.testing import ModelCall
+from agentloop_graph.testing import ModelCall, ScriptedChatModel
 
 OUTPUT_KEYS = {
     "task_id",
@@ -32,6 +32,16 @@ Run = Callable[..., dict[str, Any]]
 def numbered(*steps: str) -> str:
     """A plan as a model would write it."""
     return "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
+
+
+def plan_then(answer: Any, steps: int = 2) -> ScriptedChatModel:
+    """A model that plans `steps` steps (`s1`, `s2`, ...) and answers every other call with
+    `answer`."""
+    return ScriptedChatModel(
+        responses=lambda call: (
+            numbered(*(f"s{i}" for i in range(1, steps + 1))) if call.node == "planner" else answer
+        )
+    )
 
 
 def every_step_adapted(call: ModelCall) -> str | Exception:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ollama"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ollama"
 """The recorded answers, `/api/tags` listing and `/api/show` answers shipped with the tests."""
 
 Chunk = dict[str, Any]

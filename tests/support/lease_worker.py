@@ -1,18 +1,18 @@
 """A worker process for the one-run-per-thread suite: starts or resumes a thread on a signal.
 
-    python -m tests.lease_worker --backend sqlite --api sync --db FILE --thread ID --log FILE \
-        [--go FILE] [--resume] [--latency S]
+    python -m tests.support.lease_worker --backend sqlite --api sync --db FILE --thread ID \
+        --log FILE [--go FILE] [--resume] [--latency S]
 
-`--backend` is `sqlite` or `postgres` (`--db` then a conninfo), `--api` is `sync` (`SqliteSaver`
-or `PostgresSaver`, `stream`) or `async` (`AsyncSqliteSaver` or `AsyncPostgresSaver`,
-`astream`). The worker opens its checkpointer, builds `tests/crash_worker.py`'s scripted model
-(one `node<TAB>step` line in `--log` per model call, written before it answers), prints
-`{"event": "worker.ready"}` and, given `--go`, waits for that file to exist, so that a test
-can start two workers' runs at the same instant. It then streams the run, printing each
-progress event as one JSON line, and ends with `{"event": "worker.output", "output": ...}`,
-or, when the loop refuses the run because another run holds the thread, with
-`{"event": "worker.busy", "error": "<message>"}`. With `--resume` it continues the thread
-(`None` input) instead of starting the task.
+`--backend` is `sqlite` or `postgres` (`--db` then a conninfo), `--api` is `sync`
+(`SqliteSaver` or `PostgresSaver`, `stream`) or `async` (`AsyncSqliteSaver` or
+`AsyncPostgresSaver`, `astream`). The worker opens its checkpointer, builds
+`tests/support/crash_worker.py`'s scripted model (one `node<TAB>step` line in `--log` per
+model call, written before it answers), prints `{"event": "worker.ready"}` and, given `--go`,
+waits for that file to exist, so that a test can start two workers' runs at the same instant.
+It then streams the run, printing each progress event as one JSON line, and ends with
+`{"event": "worker.output", "output": ...}`, or, when the loop refuses the run because
+another run holds the thread, with `{"event": "worker.busy", "error": "<message>"}`. With
+`--resume` it continues the thread (`None` input) instead of starting the task.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from agentloop_graph import ThreadBusyError, create_agent_loop
-from tests.crash_worker import OUTPUT_EVENT, TASK, follow, output_of, report, scripted_model
+from tests.support.crash_worker import OUTPUT_EVENT, TASK, follow, output_of, report, scripted_model
 
 READY_EVENT = "worker.ready"
 BUSY_EVENT = "worker.busy"

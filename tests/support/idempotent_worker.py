@@ -1,7 +1,9 @@
 """A worker process for the exactly-once suite: runs, or resumes, one thread of the loop.
 
-    python -m tests.idempotent_worker --backend sqlite --db FILE --thread ID --dir DIR [--resume]
-    python -m tests.idempotent_worker --backend postgres --db CONNINFO --thread ID --dir DIR ...
+    python -m tests.support.idempotent_worker --backend sqlite --db FILE --thread ID \
+        --dir DIR [--resume]
+    python -m tests.support.idempotent_worker --backend postgres --db CONNINFO --thread ID \
+        --dir DIR ...
 
 Each step's executor calls one tool, `record_effect`, which has a side effect: it appends
 `key<TAB>effect` to `DIR/effects.tsv`, where `key` is the idempotency key the loop hands it
@@ -16,7 +18,7 @@ The scripted model plans `PLAN`; within a step its first reply calls the tool an
 `--slow` seconds, so a kill can land after that step's side effect and before the step ends.
 It appends `node<TAB>step<TAB>turn` to `DIR/model.tsv` at each call, before answering.
 
-Like `tests/crash_worker.py`, SQLite runs through the sync API and PostgreSQL through the
+Like `tests/support/crash_worker.py`, SQLite runs through the sync API and PostgreSQL through the
 async one; the worker prints each progress event as one JSON line and the output last.
 `--durability` is passed to `stream`/`astream` (LangGraph's default, `async`, when not given):
 `sync` commits each checkpoint before the next step starts, `async` writes it while the next
@@ -40,7 +42,7 @@ from langchain_core.tools import BaseTool, tool
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, Response, ScriptedChatModel, Slow
-from tests.crash_worker import OUTPUT_EVENT, follow, output_of, report
+from tests.support.crash_worker import OUTPUT_EVENT, follow, output_of, report
 
 TASK = "Prepare the village fete"
 PLAN = ("Book the field", "Hire a marquee", "Bake the cakes", "Print the posters")

