@@ -474,10 +474,11 @@ def test_a_silent_server_fails_the_step_at_model_timeout(
         fixture("final_answer"),
     )
     started = time.monotonic()
-    out = run(loop(model_timeout=0.3, max_adaptations=0), {"task": TASK})
-    assert time.monotonic() - started < 1.5
+    # The limit applies to every call: the planning call must fit it too, on a loaded machine.
+    out = run(loop(model_timeout=1.5, max_adaptations=0), {"task": TASK})
+    assert time.monotonic() - started < 4.5
     assert [s["status"] for s in out["steps"]] == ["failed", "completed", "completed"]
-    assert re.search(r"0\.3 ?s", out["steps"][0]["error"])
+    assert re.search(r"1\.5 ?s", out["steps"][0]["error"])
     assert out["status"] == "partial"
 
 
