@@ -44,8 +44,9 @@ CLI_MAX_STEPS = 4
 CLI_RUN = ["run", TASK, "--model", f"ollama:{SERVED_MODEL}:135m", "--max-steps", str(CLI_MAX_STEPS)]
 """The command-line runs: no budget, only the loop's own per-phase answer caps and its stop
 on answers that repeat themselves (SmolLM2 often loops until its cap)."""
-CLI_DEADLINE = 120.0
-"""Seconds a command-line run may take on a 2-core machine before it counts as stalled."""
+CLI_DEADLINE = 180.0
+"""Seconds a command-line run may take on a 2-core machine before it counts as stalled (a
+quiet machine takes about 100 s; a looping answer never cut off would take many minutes)."""
 RUN_STATUSES = {"completed", "partial", "failed"}
 STEP_STATUSES = {"completed", "adapted", "failed"}
 
