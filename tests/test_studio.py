@@ -227,6 +227,23 @@ def test_an_edited_plan_runs_instead(client: SyncLangGraphClient) -> None:
     assert output["summary"] == f"{PICNIC}: Completed 2/2 steps."
 
 
+def test_the_approval_form_is_described_and_its_answer_resumes_the_run(
+    client: SyncLangGraphClient,
+) -> None:
+    thread_id, _ = paused_for_approval(client)
+    (pending,) = client.threads.get_state(thread_id)["interrupts"]
+    form = pending["response_schema"]  # what Studio and Agent Chat UI draw a form from
+    assert form["required"] == ["decision"]
+    assert form["properties"]["decision"]["enum"] == ["approve", "edit", "reject"]
+    assert form["properties"]["steps"]["items"]["type"] == "string"
+
+    output = resumed(client, thread_id, {"decision": "edit", "steps": ["Pack the basket"]})
+    assert output["status"] == "completed"
+    assert [(s["description"], s["status"]) for s in output["steps"]] == [
+        ("Pack the basket", "completed")
+    ]
+
+
 def test_a_rejected_plan_cancels_the_run(client: SyncLangGraphClient) -> None:
     thread_id, _ = paused_for_approval(client)
     output = resumed(client, thread_id, False)
