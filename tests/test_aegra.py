@@ -274,7 +274,8 @@ def test_the_command_runs_a_task_on_aegra_and_answers_its_plan_approval(
     assert any(line.startswith("Spent: 4 model calls, ") for line in lines)
 
     assert cli.main(["run", "Plan a picnic", "--url", url, "--model", "demo", "--json"]) == 0
-    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    thread, *events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert thread == {"event": "thread", "thread_id": thread["thread_id"], "url": url}
     assert [e["event"] for e in events][:1] == ["agentic.plan_ready"]
     assert events[-1]["event"] == "agentic.task_complete" and events[-1]["status"] == "completed"
 
