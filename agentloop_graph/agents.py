@@ -106,6 +106,8 @@ class Spending(BaseCallbackHandler):
 
     raise_error = True
     run_inline = True
+    # It listens to model calls only: every other event of the agent's runs passes it by.
+    ignore_chain = ignore_agent = ignore_retriever = ignore_custom_event = True
 
     def __init__(self, take: Any, spend: Any) -> None:
         self._take = take
