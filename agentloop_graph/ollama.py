@@ -27,7 +27,6 @@ from pydantic import ValidationError
 from agentloop_graph.models import is_unreachable
 from agentloop_graph.parsing import RepetitionWatch
 
-DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 OLLAMA_CLIENT_TIMEOUT = 300.0
 """Seconds the HTTP client of an Ollama model waits when the loop sets no `model_timeout`."""
 CLIENT_TIMEOUT_GRACE = 5.0

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, NotRequired, TypeVar, cast
 
 from langchain_core.messages import (
-    AIMessage,
     AnyMessage,
     BaseMessage,
     HumanMessage,
@@ -282,15 +281,6 @@ class SummariserInput(StepInput):
 def no_usage() -> UsageMetadata:
     """Zero tokens."""
     return {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
-
-
-def usage_of(replies: Sequence[AIMessage]) -> UsageMetadata:
-    """The tokens `replies` report."""
-    total = no_usage()
-    for reply in replies:
-        if reply.usage_metadata:
-            total = add_usage(total, reply.usage_metadata)
-    return total
 
 
 def new_cursor(*, approved: bool, started_at: float) -> Cursor:
