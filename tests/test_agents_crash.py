@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.agent_crash_worker import OUTPUT_EVENT, PLAN, SLOW_STEP, TASK
+from tests.support.agent_crash_worker import PLAN, SLOW_STEP, TASK
+from tests.support.crash_worker import OUTPUT_EVENT
 from tests.support.databases import fresh_postgres_database
 from tests.support.workers import killed_worker
 

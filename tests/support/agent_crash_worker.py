@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,12 @@ from langchain_core.tools import BaseTool, tool
 
 from agentloop_graph import create_agent_loop
 from agentloop_graph.testing import ModelCall, Response, ScriptedChatModel
+from tests.support.crash_worker import run_postgres, run_sqlite
 
 TASK = "Build a bird box"
 PLAN = ("Cut the boards", "Nail the box together", "Hang the box")
 SLOW_STEP = 2
 """The step whose `saw` call is slow: the kill lands in it."""
-OUTPUT_EVENT = "worker.output"
 
 _STEP = re.compile(r"^Step (\d+)/\d+: (.*)$", re.MULTILINE)
 
@@ -118,10 +118,6 @@ def graph_of(log: Log, slow: float, saver: Any) -> Any:
     return create_agent_loop(loop_model(log), executor=carpenter, checkpointer=saver)
 
 
-def report(payload: dict[str, Any]) -> None:
-    print(json.dumps(payload), flush=True)
-
-
 def output_of(values: dict[str, Any]) -> dict[str, Any]:
     """The run's output keys, messages as their text, ready for JSON."""
     keys = ("task_id", "task", "plan", "steps", "answer", "status", "usage")
@@ -129,40 +125,6 @@ def output_of(values: dict[str, Any]) -> dict[str, Any]:
         **{key: values[key] for key in keys},
         "messages": [message.text for message in values["messages"]],
     }
-
-
-def follow(mode: str, payload: Any, values: dict[str, Any]) -> dict[str, Any]:
-    """Print a `custom` chunk; the latest state values, updated by a `values` chunk."""
-    if mode == "custom":
-        report(payload)
-        return values
-    return dict(payload)
-
-
-def run_sqlite(db: str, graph_input: Any, config: RunnableConfig, log: Log, slow: float) -> None:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    with SqliteSaver.from_conn_string(db) as saver:
-        values: dict[str, Any] = {}
-        graph = graph_of(log, slow, saver)
-        for mode, payload in graph.stream(graph_input, config, stream_mode=["custom", "values"]):
-            values = follow(mode, payload, values)
-    report({"event": OUTPUT_EVENT, "output": output_of(values)})
-
-
-async def run_postgres(
-    db: str, graph_input: Any, config: RunnableConfig, log: Log, slow: float
-) -> None:
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
-    async with AsyncPostgresSaver.from_conn_string(db) as saver:
-        await saver.setup()
-        values: dict[str, Any] = {}
-        graph = graph_of(log, slow, saver)
-        modes = ["custom", "values"]
-        async for mode, payload in graph.astream(graph_input, config, stream_mode=modes):
-            values = follow(mode, payload, values)
-    report({"event": OUTPUT_EVENT, "output": output_of(values)})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -177,10 +139,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     log = Log(args.log)
     graph_input = None if args.resume else {"task": TASK}
     config: RunnableConfig = {"configurable": {"thread_id": args.thread}}
+    build = partial(graph_of, log, args.slow)
     if args.backend == "sqlite":
-        run_sqlite(args.db, graph_input, config, log, args.slow)
+        run_sqlite(args.db, build, graph_input, config, nested=False, output=output_of)
     else:
-        asyncio.run(run_postgres(args.db, graph_input, config, log, args.slow))
+        asyncio.run(
+            run_postgres(args.db, build, graph_input, config, nested=False, output=output_of)
+        )
 
 
 if __name__ == "__main__":

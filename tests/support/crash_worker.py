@@ -133,8 +133,17 @@ Build = Callable[[Any], Any]
 """The graph to run, given the checkpointer."""
 
 
+Output = Callable[[dict[str, Any]], dict[str, Any]]
+"""What a worker reports of the run's last state values."""
+
+
 def run_sqlite(
-    db: str, build: Build, graph_input: Any, config: RunnableConfig, nested: bool
+    db: str,
+    build: Build,
+    graph_input: Any,
+    config: RunnableConfig,
+    nested: bool,
+    output: Output = output_of,
 ) -> None:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -145,11 +154,16 @@ def run_sqlite(
         for chunk in graph.stream(graph_input, config, stream_mode=modes, subgraphs=nested):
             if not nested or chunk[0] == () or chunk[1] == "custom":
                 values = follow(chunk, values)
-    report({"event": OUTPUT_EVENT, "output": output_of(values)})
+    report({"event": OUTPUT_EVENT, "output": output(values)})
 
 
 async def run_postgres(
-    db: str, build: Build, graph_input: Any, config: RunnableConfig, nested: bool
+    db: str,
+    build: Build,
+    graph_input: Any,
+    config: RunnableConfig,
+    nested: bool,
+    output: Output = output_of,
 ) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
@@ -161,7 +175,7 @@ async def run_postgres(
         async for chunk in graph.astream(graph_input, config, stream_mode=modes, subgraphs=nested):
             if not nested or chunk[0] == () or chunk[1] == "custom":
                 values = follow(chunk, values)
-    report({"event": OUTPUT_EVENT, "output": output_of(values)})
+    report({"event": OUTPUT_EVENT, "output": output(values)})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
