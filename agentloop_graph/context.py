@@ -149,7 +149,7 @@ class Settings:
         if not self.agents:
             return None
         named = (agent for agent in self.agents if agent.name == name)
-        return next(named, self.agents[0] if self.agents else None)
+        return next(named, self.agents[0])
 
 
 ModelsFor = Callable[[str | None, tuple[str, ...]], Models]

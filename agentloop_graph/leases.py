@@ -179,7 +179,7 @@ async def ahold_thread(saver: Any, thread_id: object, holds: Holds) -> AsyncIter
             finally:
                 await asyncio.to_thread(_let_go, holds, where, thread)
     else:
-        with _file_lock(where or "", thread) if where else holds.here(saver, thread):
+        with _file_lock(where, thread) if where else holds.here(saver, thread):
             yield
 
 
