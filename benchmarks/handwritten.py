@@ -21,8 +21,7 @@ Cases, each project / hand-written (same model calls and events, checked before 
              hand-written `Send` fan-out with a join, at N=1 and N=50 concurrent `ainvoke`.
 5. executor=: N=50 concurrent `ainvoke` runs of 5-step plans whose steps are done by a small
              agent graph (`create_agent_loop(..., executor=agent)`, against calling the same
-             agent in the hand-written `executor` node); skipped where `create_agent_loop`
-             takes no `executor=`.
+             agent in the hand-written `executor` node).
 
 The model is `ScriptedChatModel` answering by node at no latency, so what is timed is the
 CPU each loop spends around its model calls. Both sides run in this one process in rounds,
@@ -39,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import inspect
 import operator
 import os
 import re
@@ -438,11 +436,6 @@ def parallel_loop(model: ScriptedChatModel, *, max_steps: int, max_parallel: int
 # The cases ---------------------------------------------------------------------------------
 
 
-def takes_executor() -> bool:
-    """Whether this version's `create_agent_loop` takes an `executor=` runnable."""
-    return "executor" in inspect.signature(create_agent_loop).parameters
-
-
 @dataclass(frozen=True)
 class Case:
     """One comparison: `runs` runs of `steps`-step plans, concurrent (`ainvoke`) or one
@@ -582,21 +575,20 @@ def timed(case: Case, side: Side) -> tuple[float, float]:
     return timed_blocking(case, side)
 
 
-def cases(quick: bool) -> tuple[list[Case], Case]:
-    """The cases timed, and the `executor=` case (timed only if the factory takes it)."""
+def cases(quick: bool) -> list[Case]:
+    """The cases timed."""
 
     def n(full: int, small: int) -> int:
         return small if quick else full
 
-    timed = [
+    return [
         Case(f"async N={n(200, 10)}, 5 steps", n(200, 10), 5, True, 1.05),
         Case(f"invoke N={n(100, 5)}, 5 steps", n(100, 5), 5, False, 1.10),
         Case(f"SQLite invoke x{n(5, 1)}, 20 steps", n(5, 1), 20, False, 1.10, sqlite=True),
         Case("parallel fan-out N=1, 8 steps", 1, 8, True, None, parallel=True),
         Case(f"parallel fan-out N={n(50, 5)}, 8 steps", n(50, 5), 8, True, 1.10, parallel=True),
+        Case(f"executor= N={n(50, 5)}, 5 steps", n(50, 5), 5, True, 1.10, agent=True),
     ]
-    executor = Case(f"executor= N={n(50, 5)}, 5 steps", n(50, 5), 5, True, 1.10, agent=True)
-    return [*timed, executor] if takes_executor() else timed, executor
 
 
 def spread(values: list[float]) -> str:
@@ -607,7 +599,7 @@ def spread(values: list[float]) -> str:
 def main(rounds: int, quick: bool) -> None:
     import langgraph.version
 
-    chosen, executor = cases(quick)
+    chosen = cases(quick)
     print("command: " + " ".join(["python", *sys.argv]))
     versions = f"Python {sys.version.split()[0]}, langgraph {langgraph.version.__version__}"
     print(f"{date.today()}, {versions}, {os.cpu_count()} cores, {rounds} rounds")
@@ -649,8 +641,6 @@ def main(rounds: int, quick: bool) -> None:
                 f"{case.label:<34} CPU {statistics.median(cpu):.3f} <= {case.target:.2f}: "
                 + ("met" if met else "NOT met")
             )
-    if executor not in chosen:
-        print(f"{executor.label:<34} skipped: create_agent_loop takes no executor=")
     print()
     print("targets (median CPU ratio; [min..max] above shows the noise):")
     for verdict in verdicts:

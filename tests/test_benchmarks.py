@@ -14,6 +14,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def printed(*args: str, timeout: float = 300) -> str:
+    """What `python <args>` prints, run from the repository's root (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return done.stdout
+
+
 def assert_targets(stdout: str, figures: dict[str, str]) -> None:
     """Each figure is printed with its target, and whether it is met."""
     for figure, target in figures.items():
@@ -23,22 +36,8 @@ def assert_targets(stdout: str, figures: dict[str, str]) -> None:
 
 @pytest.mark.slow
 def test_concurrency_benchmark_prints_its_ratios() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/concurrency.py",
-            "--runs",
-            "20",
-            "--rounds",
-            "2",
-            "--baseline-rounds",
-            "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+    stdout = printed(
+        "benchmarks/concurrency.py", "--runs", "20", "--rounds", "2", "--baseline-rounds", "1"
     )
     for figure in (
         "project / floor",
@@ -47,9 +46,9 @@ def test_concurrency_benchmark_prints_its_ratios() -> None:
         "contract floor / floor",
         "project / contract floor",
     ):
-        assert re.search(rf"^{figure} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure
+        assert re.search(rf"^{figure} +=\s+\d+\.\d+", stdout, re.MULTILINE), figure
     assert_targets(
-        done.stdout,
+        stdout,
         {
             "project / floor": "<= 1.05",
             "baseline / project": ">= 6.5",
@@ -61,29 +60,15 @@ def test_concurrency_benchmark_prints_its_ratios() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instruction_count_benchmark_prints_its_ratios() -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/instructions.py", "--runs", "3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=True,
-    )
+    stdout = printed("benchmarks/instructions.py", "--runs", "3", timeout=900)
     for figure in ("project / floor", "contract floor / floor", "project / contract floor"):
-        assert re.search(rf"^{figure} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure
+        assert re.search(rf"^{figure} +=\s+\d+\.\d+", stdout, re.MULTILINE), figure
 
 
 @pytest.mark.slow
 def test_budget_benchmark_prints_calls_and_tokens_per_run() -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/budget.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    rows = re.findall(r"^  .+ (\d+) model calls +(\d+) tokens$", done.stdout, re.MULTILINE)
+    stdout = printed("benchmarks/budget.py")
+    rows = re.findall(r"^  .+ (\d+) model calls +(\d+) tokens$", stdout, re.MULTILINE)
     assert len(rows) == 12
     # A model-call budget of 6 holds every run to at most 6 calls.
     assert all(int(calls) <= 6 for calls, _ in rows[4:8])
@@ -91,23 +76,7 @@ def test_budget_benchmark_prints_calls_and_tokens_per_run() -> None:
 
 @pytest.mark.slow
 def test_parallel_benchmark_prints_its_ratios() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/parallel.py",
-            "--runs",
-            "5",
-            "--rounds",
-            "1",
-            "--latency",
-            "0.01",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    stdout = printed("benchmarks/parallel.py", "--runs", "5", "--rounds", "1", "--latency", "0.01")
     figures = [
         f"{shape} N={n} {figure}"
         for n in (1, 5)
@@ -116,25 +85,18 @@ def test_parallel_benchmark_prints_its_ratios() -> None:
     ]
     figures += ["fan-out N=1 parallel / seq", "fan-out N=5 parallel / seq"]
     for figure in [*figures, "input chars parallel / seq"]:
-        assert re.search(rf"^{re.escape(figure)} +=\s+\d+\.\d+", done.stdout, re.MULTILINE), figure
+        assert re.search(rf"^{re.escape(figure)} +=\s+\d+\.\d+", stdout, re.MULTILINE), figure
     targets = {
         f"{shape} N={n} / critical path": "<= 1.15" if n == 1 else "<= 1.3"
         for n in (1, 5)
         for shape in ("chain", "fan-out", "diamond")
     }
-    assert_targets(done.stdout, {**targets, "input chars parallel / seq": "<= 1"})
+    assert_targets(stdout, {**targets, "input chars parallel / seq": "<= 1"})
 
 
 @pytest.mark.slow
 def test_handwritten_benchmark_prints_its_ratios() -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/handwritten.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    stdout = printed("benchmarks/handwritten.py", "--quick")
     figure = r"\d+\.\d+ \[\d+\.\d+\.\.\d+\.\d+\]"
     cases = [
         "async N=",
@@ -142,28 +104,19 @@ def test_handwritten_benchmark_prints_its_ratios() -> None:
         "SQLite invoke",
         "parallel fan-out N=1,",
         "parallel fan-out N=",
+        "executor= N=",
     ]
-    executor = "executor= N="
-    if re.search(rf"^{executor}.* skipped: ", done.stdout, re.MULTILINE) is None:
-        cases.append(executor)
     for case in cases:
         # CPU and wall ratios, each a median with its [min..max].
-        found = re.search(rf"^{re.escape(case)}.* {figure} +{figure}", done.stdout, re.MULTILINE)
+        found = re.search(rf"^{re.escape(case)}.* {figure} +{figure}", stdout, re.MULTILINE)
         assert found, case
-    verdicts = re.findall(r"^  .+ CPU \d+\.\d+ <= \d\.\d\d: (met|NOT met)$", done.stdout, re.M)
-    assert len(verdicts) == len(cases) - 1, done.stdout
+    verdicts = re.findall(r"^  .+ CPU \d+\.\d+ <= \d\.\d\d: (met|NOT met)$", stdout, re.M)
+    assert len(verdicts) == len(cases) - 1, stdout
 
 
 @pytest.mark.slow
 def test_limits_benchmark_prints_spent_against_each_limit() -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/limits.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    assert re.findall(r"^ +\d+ +\d+ +\d+\.\d\d  (met|NOT met)$", done.stdout, re.M), done.stdout
-    assert re.findall(r"^ +\d+\.\d +\d+\.\d\ds +\d+\.\d\ds  (met|NOT met)$", done.stdout, re.M)
-    assert re.search(r"^targets: (met|NOT met)$", done.stdout, re.M)
+    stdout = printed("benchmarks/limits.py", "--quick")
+    assert re.findall(r"^ +\d+ +\d+ +\d+\.\d\d  (met|NOT met)$", stdout, re.M), stdout
+    assert re.findall(r"^ +\d+\.\d +\d+\.\d\ds +\d+\.\d\ds  (met|NOT met)$", stdout, re.M)
+    assert re.search(r"^targets: (met|NOT met)$", stdout, re.M)
