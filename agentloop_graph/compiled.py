@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.constants import CONF, CONFIG_KEY_CHECKPOINTER
 from langgraph.errors import EmptyInputError
 from langgraph.graph.state import CompiledStateGraph
@@ -80,6 +80,28 @@ def _is_task(input: Any) -> bool:
 
 class UnfinishedRunError(ValueError):
     """A new task was sent to a thread whose run has not finished."""
+
+
+def _finished(saved: CheckpointTuple | None) -> bool:
+    """Whether the thread's last checkpoint shows its run finished, as far as the checkpoint
+    alone tells: none saved, or the last superstep was the summariser's (the only node
+    before END): it wrote the run's duration, which a new run's planner clears, and nothing
+    was written after it (LangGraph gives every channel a superstep writes one new version,
+    above every earlier one).
+
+    Reading the state instead would rebuild it (the `messages` history from its deltas,
+    milliseconds on a long thread) just before LangGraph does the same to run; when this
+    says no, the state is read to know why (`_resumes`).
+    """
+    if saved is None:
+        return True
+    checkpoint = saved.checkpoint
+    versions = checkpoint["channel_versions"]
+    return (
+        saved.metadata.get("source") == "loop"
+        and checkpoint["channel_values"].get("total_duration_ms") is not None
+        and versions.get("total_duration_ms") == max(versions.values())
+    )
 
 
 class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
@@ -188,7 +210,11 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
         even one dropped unread lets the thread go (when it is collected).
         """
         with hold_thread(saver, config[CONF]["thread_id"], self.holds):
-            if _is_task(input) and self._resumes(self.get_state(config), config):
+            if (
+                _is_task(input)
+                and not _finished(saver.get_tuple(config))
+                and self._resumes(self.get_state(config), config)
+            ):
                 input = None
             yield None
             try:
@@ -213,7 +239,11 @@ class AgentLoopGraph(CompiledStateGraph[Any, Context, Any, Any]):
     ) -> AsyncIterator[Any]:
         """`astream` on a thread the run owns, holding it until the stream ends."""
         async with ahold_thread(saver, config[CONF]["thread_id"], self.holds):
-            if _is_task(input) and self._resumes(await self.aget_state(config), config):
+            if (
+                _is_task(input)
+                and not _finished(await saver.aget_tuple(config))
+                and self._resumes(await self.aget_state(config), config)
+            ):
                 input = None
             try:
                 async for chunk in super().astream(input, config, **kwargs):

@@ -30,7 +30,12 @@ fresh model and graph and after one warm-up run; each figure is the median over 
 the ratio taken within a round, with its [min..max]. CPU time (`time.process_time()`, every
 thread of the process) is the figure the targets apply to; wall time is printed beside it.
 
-    python benchmarks/handwritten.py [--rounds 11] [--quick]
+CPU time on a shared or virtual machine moves from run to run. `--instructions` counts the
+instructions each side executes instead (valgrind's callgrind, only around the timed runs,
+one process per side and case): the same figure on every run, whatever else the machine is
+doing, though not the same thing as time (it leaves out cache misses and system calls).
+
+    python benchmarks/handwritten.py [--rounds 11] [--quick] [--case TEXT] [--instructions]
 """
 
 from __future__ import annotations
@@ -41,15 +46,17 @@ import gc
 import operator
 import os
 import re
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -541,38 +548,76 @@ def check_fair(case: Case) -> None:
     assert keys == {event["event"]: set(event) for event in mine}, (keys, mine)
 
 
-async def timed_concurrent(case: Case, side: Side) -> tuple[float, float]:
-    """Wall and CPU seconds of `case.runs` concurrent `ainvoke` runs, after a warm-up."""
+Measure = Callable[[], AbstractContextManager[list[float]]]
+"""What is measured around the timed runs: a block yielding a list it fills on exit."""
+
+
+@contextmanager
+def clock() -> Iterator[list[float]]:
+    """Wall and CPU seconds of the block, in the list it yields, once the block ends."""
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    figures: list[float] = []
+    yield figures
+    figures += [time.perf_counter() - wall, time.process_time() - cpu]
+
+
+@contextmanager
+def counting_instructions() -> Iterator[list[float]]:
+    """callgrind counts instructions only inside the block (the process runs under it with
+    `--instr-atstart=no`); the count is what valgrind reports as the process ends."""
+    gc.collect()
+    instr = ["callgrind_control", "--instr", "on", str(os.getpid())]
+    subprocess.run(instr, check=True, capture_output=True)
+    try:
+        yield []
+    finally:
+        subprocess.run([*instr[:2], "off", instr[3]], check=True, capture_output=True)
+
+
+async def timed_concurrent(case: Case, side: Side, measure: Measure) -> list[float]:
+    """`measure` of `case.runs` concurrent `ainvoke` runs, after a warm-up."""
     graph, model = case.build(side)
     check_result(case, await one_run(case, graph, "warm-up task"))
     tasks = [f"benchmark task {i}" for i in range(case.runs)]
-    gc.collect()
-    wall, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(one_run(case, graph, task) for task in tasks))
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    with measure() as figures:
+        await asyncio.gather(*(one_run(case, graph, task) for task in tasks))
     assert len(model.calls) == (case.runs + 1) * (case.steps + 2)
-    return wall, cpu
+    return figures
 
 
-def timed_blocking(case: Case, side: Side) -> tuple[float, float]:
-    """Wall and CPU seconds of `case.runs` blocking `invoke` runs one after another."""
+def timed_blocking(case: Case, side: Side, measure: Measure) -> list[float]:
+    """`measure` of `case.runs` blocking `invoke` runs one after another, after a warm-up."""
     with sqlite_saver(case) as saver:
         graph, model = case.build(side, saver)
         check_result(case, blocking_run(case, graph, "warm-up task"))
         tasks = [f"benchmark task {i}" for i in range(case.runs)]
-        gc.collect()
-        wall, cpu = time.perf_counter(), time.process_time()
-        for task in tasks:
-            blocking_run(case, graph, task)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        with measure() as figures:
+            for task in tasks:
+                blocking_run(case, graph, task)
     assert len(model.calls) == (case.runs + 1) * (case.steps + 2)
-    return wall, cpu
+    return figures
 
 
-def timed(case: Case, side: Side) -> tuple[float, float]:
+def timed(case: Case, side: Side, measure: Measure = clock) -> list[float]:
     if case.concurrent:
-        return asyncio.run(timed_concurrent(case, side))
-    return timed_blocking(case, side)
+        return asyncio.run(timed_concurrent(case, side, measure))
+    return timed_blocking(case, side, measure)
+
+
+def instructions(case: Case, side: Side, quick: bool) -> int:
+    """Instructions `side` executes in `case`'s timed runs, counted by callgrind in a process
+    of its own (this script, told to run that one measurement)."""
+    command = [
+        *("valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=/dev/null"),
+        *(sys.executable, __file__, "--count", case.label, side),
+        *(["--quick"] if quick else []),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return int(found[1])
 
 
 def cases(quick: bool) -> list[Case]:
@@ -596,19 +641,28 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} [{min(values):.3f}..{max(values):.3f}]"
 
 
-def main(rounds: int, quick: bool) -> None:
+def header(chosen: list[Case], how: str) -> None:
+    """The command, the machine and the fairness check, before any figure."""
     import langgraph.version
 
-    chosen = cases(quick)
     print("command: " + " ".join(["python", *sys.argv]))
     versions = f"Python {sys.version.split()[0]}, langgraph {langgraph.version.__version__}"
-    print(f"{date.today()}, {versions}, {os.cpu_count()} cores, {rounds} rounds")
+    print(f"{date.today()}, {versions}, {os.cpu_count()} cores, {how}")
     for case in chosen:
         check_fair(case)
     print("checked: both sides make the same model calls and write the same events per run")
 
-    # rows[case][side] = one (wall, cpu) per round
-    rows: dict[Case, dict[Side, list[tuple[float, float]]]] = {
+
+def verdict(case: Case, figure: str, ratio: float) -> str:
+    assert case.target is not None
+    met = "met" if ratio <= case.target else "NOT met"
+    return f"{case.label:<34} {figure} {ratio:.3f} <= {case.target:.2f}: {met}"
+
+
+def main(chosen: list[Case], rounds: int) -> None:
+    header(chosen, f"{rounds} rounds")
+    # rows[case][side] = one [wall, cpu] per round
+    rows: dict[Case, dict[Side, list[list[float]]]] = {
         case: {side: [] for side in SIDES} for case in chosen
     }
     started = time.perf_counter()
@@ -636,24 +690,57 @@ def main(rounds: int, quick: bool) -> None:
             f"hand-written {per_run['hand-written']:.2f} ms"
         )
         if case.target is not None:
-            met = statistics.median(cpu) <= case.target
-            verdicts.append(
-                f"{case.label:<34} CPU {statistics.median(cpu):.3f} <= {case.target:.2f}: "
-                + ("met" if met else "NOT met")
-            )
+            verdicts.append(verdict(case, "CPU", statistics.median(cpu)))
     print()
     print("targets (median CPU ratio; [min..max] above shows the noise):")
-    for verdict in verdicts:
-        print(f"  {verdict}")
+    for line in verdicts:
+        print(f"  {line}")
     print(f"timing took {took:.0f} s")
+
+
+def main_instructions(chosen: list[Case], quick: bool) -> None:
+    header(chosen, "instructions counted by valgrind's callgrind")
+    started = time.perf_counter()
+    print()
+    print(f"{'case':<34} {'instructions a run: project':>28} {'hand-written':>13}  ratio")
+    verdicts = []
+    for case in chosen:
+        project, mine = (instructions(case, side, quick) / case.runs for side in SIDES)
+        print(f"{case.label:<34} {project:>28,.0f} {mine:>13,.0f}  {project / mine:.3f}")
+        if case.target is not None:
+            verdicts.append(verdict(case, "instructions", project / mine))
+    print()
+    print("the CPU targets, against instruction ratios (the same on every run):")
+    for line in verdicts:
+        print(f"  {line}")
+    print(f"counting took {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 11; --quick 1)")
     parser.add_argument("--quick", action="store_true", help="a smoke test of a few seconds")
+    parser.add_argument("--case", metavar="TEXT", help="only the cases whose label has TEXT")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions with valgrind (callgrind) instead of timing rounds",
+    )
+    # One measurement under callgrind, for --instructions: the case's label and the side.
+    parser.add_argument("--count", nargs=2, metavar=("CASE", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 11)
-    if rounds < 1:
-        parser.error("--rounds must be at least 1")
-    main(rounds, args.quick)
+    chosen = [case for case in cases(args.quick) if (args.case or "") in case.label]
+    if not chosen:
+        parser.error(f"no case has {args.case!r} in its label")
+    if args.count:
+        label, side = args.count
+        timed(next(case for case in chosen if case.label == label), side, counting_instructions)
+    elif args.instructions:
+        if shutil.which("valgrind") is None:
+            parser.error("--instructions needs valgrind (Debian, Ubuntu: apt install valgrind)")
+        main_instructions(chosen, args.quick)
+    else:
+        rounds = args.rounds if args.rounds is not None else (1 if args.quick else 11)
+        if rounds < 1:
+            parser.error("--rounds must be at least 1")
+        main(chosen, rounds)

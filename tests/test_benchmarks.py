@@ -115,6 +115,18 @@ def test_handwritten_benchmark_prints_its_ratios() -> None:
 
 
 @pytest.mark.slow
+def test_handwritten_benchmark_counts_instructions() -> None:
+    stdout = printed("benchmarks/handwritten.py", "--quick", "--instructions", "--case", "invoke N")
+    # One case: instructions a run of each side (callgrind counts them), and their ratio.
+    rows = re.findall(r"^invoke N=\d+, 5 steps +([\d,]+) +([\d,]+) +(\d\.\d{3})$", stdout, re.M)
+    assert len(rows) == 1, stdout
+    project, mine, ratio = (float(figure.replace(",", "")) for figure in rows[0])
+    assert mine > 1_000_000 and abs(project / mine - ratio) < 0.001, stdout
+    verdict = r"^  invoke N=.+ instructions \d\.\d{3} <= 1\.10: (met|NOT met)$"
+    assert re.search(verdict, stdout, re.M), stdout
+
+
+@pytest.mark.slow
 def test_limits_benchmark_prints_spent_against_each_limit() -> None:
     stdout = printed("benchmarks/limits.py", "--quick")
     assert re.findall(r"^ +\d+ +\d+ +\d+\.\d\d  (met|NOT met)$", stdout, re.M), stdout

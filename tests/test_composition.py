@@ -12,7 +12,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from typing_extensions import TypedDict
 
-from agentloop_graph import create_agent_loop
+from agentloop_graph import UnfinishedRunError, create_agent_loop
 from agentloop_graph.testing import ModelCall, ScriptedChatModel
 from tests.support.helpers import Run, every_step_adapted, numbered, plan_then
 
@@ -134,8 +134,6 @@ def test_checkpoint_after_every_executor_attempt() -> None:
 def test_a_new_task_on_an_unfinished_thread_is_refused(run: Run) -> None:
     from langgraph.types import Command
 
-    from agentloop_graph import UnfinishedRunError
-
     model = echo_model()
     graph = create_agent_loop(model, approve_plan=True, checkpointer=InMemorySaver())
     config = {"configurable": {"thread_id": "busy"}}
@@ -149,6 +147,41 @@ def test_a_new_task_on_an_unfinished_thread_is_refused(run: Run) -> None:
     assert out["task"] == "alpha" and out["status"] == "completed"
     # Once finished, the thread takes new tasks again.
     assert "__interrupt__" in run(graph, {"task": "beta"}, config=config)
+
+
+class Crash(BaseException):
+    """Stands in for the process dying mid-call: not an `Exception`, so no step catches it."""
+
+
+@pytest.mark.parametrize(
+    "crashing",
+    [
+        "planner",  # the last checkpoint holds the new run's input
+        "executor",  # one step in
+        "summariser",  # every step ended, the answer was next
+    ],
+)
+def test_a_run_stopped_on_a_reused_thread_keeps_it_until_resumed(run: Run, crashing: str) -> None:
+    crashed: list[str] = []
+
+    def respond(call: ModelCall) -> str | BaseException:
+        second = "second" in call.prompt
+        if call.node == crashing and second and not crashed:
+            crashed.append(call.node)
+            return Crash("power cut")
+        return numbered("a", "b") if call.node == "planner" else "ok"
+
+    graph = create_agent_loop(
+        ScriptedChatModel(responses=respond), max_retries=0, checkpointer=InMemorySaver()
+    )
+    config: RunnableConfig = {"configurable": {"thread_id": "reused"}}
+    assert run(graph, {"task": "first"}, config=config)["status"] == "completed"
+    with pytest.raises(Crash):  # blocking: LangChain's async path wraps what is not an Exception
+        graph.invoke({"task": "second"}, config)
+    with pytest.raises(UnfinishedRunError, match=rf"unfinished run \(next: {crashing}\)"):
+        run(graph, {"task": "third"}, config=config)
+    assert run(graph, None, config=config)["task"] == "second"
+    assert run(graph, {"task": "third"}, config=config)["status"] == "completed"
 
 
 def test_long_runs_under_astream_events_are_not_cut_by_the_default_limit() -> None:
