@@ -32,8 +32,9 @@ thread of the process) is the figure the targets apply to; wall time is printed 
 
 CPU time on a shared or virtual machine moves from run to run. `--instructions` counts the
 instructions each side executes instead (valgrind's callgrind, only around the timed runs,
-one process per side and case): the same figure on every run, whatever else the machine is
-doing, though not the same thing as time (it leaves out cache misses and system calls).
+one process per side and case): ratios that move by thousandths between runs, whatever else
+the machine is doing, though not the same thing as time (they leave out cache misses and
+system calls).
 
     python benchmarks/handwritten.py [--rounds 11] [--quick] [--case TEXT] [--instructions]
 """
@@ -613,7 +614,9 @@ def instructions(case: Case, side: Side, quick: bool) -> int:
         *(sys.executable, __file__, "--count", case.label, side),
         *(["--quick"] if quick else []),
     ]
-    done = subprocess.run(command, capture_output=True, text=True)
+    # A fixed hash seed: the count then moves only with what the runs draw at random (ids).
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
@@ -710,7 +713,7 @@ def main_instructions(chosen: list[Case], quick: bool) -> None:
         if case.target is not None:
             verdicts.append(verdict(case, "instructions", project / mine))
     print()
-    print("the CPU targets, against instruction ratios (the same on every run):")
+    print("the CPU targets, against instruction ratios (they move by thousandths between runs):")
     for line in verdicts:
         print(f"  {line}")
     print(f"counting took {time.perf_counter() - started:.0f} s")
