@@ -171,9 +171,7 @@ def test_a_run_stopped_on_a_reused_thread_keeps_it_until_resumed(run: Run, crash
             return Crash("power cut")
         return numbered("a", "b") if call.node == "planner" else "ok"
 
-    graph = create_agent_loop(
-        ScriptedChatModel(responses=respond), max_retries=0, checkpointer=InMemorySaver()
-    )
+    graph = create_agent_loop(ScriptedChatModel(responses=respond), checkpointer=InMemorySaver())
     config: RunnableConfig = {"configurable": {"thread_id": "reused"}}
     assert run(graph, {"task": "first"}, config=config)["status"] == "completed"
     with pytest.raises(Crash):  # blocking: LangChain's async path wraps what is not an Exception
