@@ -494,15 +494,22 @@ def call_tool(
     timeout, out_of_time = _timeouts(run, deadline)
     tool_config = _tool_config(run.config, key, deadline)
 
-    def invoke() -> Any:
-        if _async_only(tool):
-            return asyncio.run(tool.ainvoke(call, tool_config))
-        return tool.invoke(call, tool_config)
+    def ainvoke() -> Any:
+        # On a thread of its own: the caller's may be running an event loop (Jupyter's).
+        return asyncio.run(tool.ainvoke(call, tool_config))
 
     try:
         with run.calling():
-            threaded = timeout is not None or _async_only(tool)
-            result = _in_thread(invoke, timeout) if threaded else invoke()
+            if _async_only(tool):
+                result = _in_thread(ainvoke, timeout)
+            else:
+                try:
+                    result = _within(functools.partial(tool.invoke, call, tool_config), timeout)
+                except NotImplementedError:
+                    # A `BaseTool` written with only `_arun` says so when `_run` is called.
+                    if type(tool)._arun is BaseTool._arun:
+                        raise
+                    result = _in_thread(ainvoke, _timeouts(run, deadline)[0])
         return _tool_answer(call, result)
     except _OutOfTime:
         raise out_of_time from None

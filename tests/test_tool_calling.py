@@ -4,6 +4,7 @@ what each call is handed (a stable idempotency key, the attempt's deadline)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Annotated, Any
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import InjectedToolCallId, tool
+from langchain_core.tools import BaseTool, InjectedToolCallId, tool
 from langgraph.types import Command
 
 from agentloop_graph import Context, create_agent_loop
@@ -70,6 +71,57 @@ def test_tool_errors_go_back_to_the_model(run: Run) -> None:
     (error,) = tool_messages(model, 1)
     assert error.status == "error"
     assert "exploded: why not" in str(error.content)
+
+
+class Lookup(BaseTool):
+    """A tool written with only an async implementation, as a client of an async API is."""
+
+    name: str = "lookup"
+    description: str = "Look a word up."
+    sync_calls: int = 0
+
+    def _run(self, word: str) -> str:
+        self.sync_calls += 1
+        raise NotImplementedError("lookup has no blocking implementation")
+
+    async def _arun(self, word: str) -> str:
+        await asyncio.sleep(0)
+        return f"{word}: a small bird"
+
+
+def test_a_tool_with_only_an_async_implementation_runs_under_both_apis(run: Run) -> None:
+    model = ScriptedChatModel(
+        responses={
+            "planner": [numbered("Look up wren")],
+            "executor": [call("lookup", {"word": "wren"}), "A wren is a small bird."],
+        }
+    )
+    lookup = Lookup()
+    out = run(create_agent_loop(model, tools=[lookup], summarise_with_model=False), {"task": "t"})
+    (result,) = tool_messages(model, 1)
+    assert (result.status, result.content) == ("success", "wren: a small bird")
+    assert out["steps"][0]["status"] == "completed"
+    assert lookup.sync_calls == (0 if run.is_async else 1)  # type: ignore[attr-defined]
+
+
+def test_a_blocking_tool_that_is_not_implemented_fails_its_call(run: Run) -> None:
+    class Unfinished(BaseTool):
+        name: str = "unfinished"
+        description: str = "Not written yet."
+
+        def _run(self, word: str) -> str:
+            raise NotImplementedError("not written yet")
+
+    model = ScriptedChatModel(
+        responses={
+            "planner": [numbered("Try it")],
+            "executor": [call("unfinished", {"word": "x"}), "It is not there."],
+        }
+    )
+    run(create_agent_loop(model, tools=[Unfinished()], summarise_with_model=False), {"task": "t"})
+    (error,) = tool_messages(model, 1)
+    assert error.status == "error"
+    assert "NotImplementedError: not written yet" in error.text
 
 
 def test_unknown_tool_and_bad_arguments_are_reported(run: Run) -> None:
