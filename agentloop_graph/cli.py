@@ -492,13 +492,20 @@ class Console(logging.Handler):
     Only the main thread writes. Library warnings, logged on any thread, come to this
     handler and wait for `tick` to print them, one `agentloop: warning:` line each."""
 
-    def __init__(self, spending: Spending, *, quiet: bool) -> None:
+    def __init__(
+        self,
+        spending: Spending,
+        *,
+        quiet: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(logging.WARNING)
         self._spending = spending
         self._quiet = quiet  # under --json, whose lines go straight to stdout
         self._live = not quiet and sys.stdout.isatty()
+        self._clock = clock  # seconds, for the elapsed time and the heartbeat
         self._label: str | None = None
-        self._since = self._last_output = time.monotonic()
+        self._since = self._last_output = clock()
         self._at = ""  # what ends the output so far: "" a newline, "spinner" or "text"
         self._warnings: queue.SimpleQueue[str] = queue.SimpleQueue()
 
@@ -520,7 +527,7 @@ class Console(logging.Handler):
     def working(self, label: str | None) -> None:
         """Say what the model is busy with from now on (None: nothing, hide the line)."""
         if label != self._label:
-            self._label, self._since = label, time.monotonic()
+            self._label, self._since = label, self._clock()
         if label is None and self._at == "spinner":
             self._write(self._clear())
 
@@ -531,7 +538,7 @@ class Console(logging.Handler):
             print(self._warnings.get(), file=sys.stderr, flush=True)
         if self._quiet or self._label is None or self._at == "text":
             return
-        now = time.monotonic()
+        now = self._clock()
         elapsed = now - self._since
         spent = f" ({text})" if (text := self._spending.so_far()) else ""
         if self._live:
@@ -556,7 +563,7 @@ class Console(logging.Handler):
         if text:
             sys.stdout.write(text)
             sys.stdout.flush()
-            self._last_output = time.monotonic()
+            self._last_output = self._clock()
 
 
 def in_background(produce: Callable[[], Any], console: Console) -> Iterator[Any]:

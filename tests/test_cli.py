@@ -6,7 +6,9 @@ Subprocess tests (Ctrl-C, startup imports, exit statuses, a terminal) are in
 
 from __future__ import annotations
 
+import functools
 import io
+import itertools
 import json
 import re
 import socket
@@ -309,15 +311,59 @@ def test_a_failed_final_answer_is_one_warning_line_not_a_traceback(
 # --- live activity -------------------------------------------------------------------
 
 
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_off_a_terminal_a_still_working_line_follows_each_heartbeat_of_silence(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock, spending = _Clock(), cli.Spending()
+    console = cli.Console(spending, quiet=False, clock=clock)
+    spending.planning()
+    console.working("planning")
+
+    def after(seconds: float) -> str:
+        clock.now += seconds
+        console.tick()
+        return capsys.readouterr().out
+
+    assert after(cli.HEARTBEAT - 0.5) == ""
+    assert after(0.5) == "    … planning, 10 s so far (1 model call)\n"
+    assert after(cli.HEARTBEAT - 0.5) == ""  # silence counts from the last line
+    console.say("Plan (1 step):")
+    assert after(cli.HEARTBEAT - 0.5) == "Plan (1 step):\n"
+    spending.update({"event": "agentic.step_started", "spent": {"model_calls": 1, "tokens": 900}})
+    console.working("step 1/1")
+    assert after(0.5) == "    … step 1/1, 0 s so far (1 model call, 900 tokens)\n"
+    assert after(cli.HEARTBEAT) == "    … step 1/1, 10 s so far (1 model call, 900 tokens)\n"
+    console.working(None)
+    assert after(cli.HEARTBEAT) == ""  # nothing running, nothing to say
+
+
+def _a_heartbeat_every_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's clock moves a heartbeat each time it is read: off a terminal, every tick
+    while the model works prints a still-working line, with no wait for the heartbeat."""
+    now = itertools.count(step=cli.HEARTBEAT)
+    clock = functools.partial(cli.Console, clock=lambda: float(next(now)))
+    monkeypatch.setattr(cli, "Console", clock)
+
+
 def test_output_that_is_not_a_terminal_gets_plain_still_working_lines(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "HEARTBEAT", 0.2)
+    _a_heartbeat_every_tick(monkeypatch)
     model = ScriptedChatModel(
         responses={
-            "planner": [Slow(0.6, "1. a")],
-            "executor": [Slow(0.6, "did a")],
-            "summariser": [Slow(0.6, "all done")],
+            "planner": [Slow(0.3, "1. a")],
+            "executor": [Slow(0.3, "did a")],
+            "summariser": [Slow(0.3, "all done")],
         }
     )
     _use_model(monkeypatch, model)
@@ -1055,9 +1101,9 @@ def test_max_tokens_stops_the_run_once_they_are_spent(
 def test_the_live_line_shows_model_calls_and_tokens_spent(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "HEARTBEAT", 0.2)
+    _a_heartbeat_every_tick(monkeypatch)
     model = _costly(1000)
-    model.latency = 0.5
+    model.latency = 0.3
     _use_model(monkeypatch, model)
 
     assert cli.main(["run", "three things"]) == 0
