@@ -89,6 +89,14 @@ def test_a_plain_compiled_graph_is_an_agent_too(run: Run) -> None:
     assert {s["agent"] for s in out["steps"]} == {"graph"}
 
 
+def test_one_agent_is_no_roster_the_planner_is_told_of(run: Run) -> None:
+    model = planner()
+    out = run(create_agent_loop(model, executor=echo_graph("writer")), {"task": "t"})
+    prompt = model.calls_from("planner")[0].prompt
+    assert "agent" not in prompt and "[writer]" not in prompt
+    assert out["plan"] == ["look", "leap"]
+
+
 def test_events_name_the_agent() -> None:
     loop = create_agent_loop(planner(), executor=echo_graph("writer"))
     events = list(loop.stream({"task": "t"}, stream_mode="custom"))
