@@ -3,16 +3,20 @@ hand-written LangGraph plan-and-execute loop that makes the same model calls and
 same progress events.
 
 The hand-written loop is what a LangGraph user would write in an afternoon: a `planner` node
-that asks for a numbered list, an `executor` node that does the next step and loops through a
-conditional edge (an async router under `ainvoke`, a plain function under `invoke`) until every
-step is done, and a `summariser` node that asks for the final answer. Each node writes the
-project's event dicts (`agentic.plan_ready`, `agentic.step_started`, `agentic.step_complete`,
+that asks for the plan held to the loop's plan schema (the `plan` tool bound, the model call
+`with_structured_output` makes; a numbered list in its text is read when no call comes), an
+`executor` node that does the next step and loops through a conditional edge (an async
+router under `ainvoke`, a plain function under `invoke`) until every step is done, and a
+`summariser` node that asks for the final answer. Each node writes the project's event
+dicts (`agentic.plan_ready`, `agentic.step_started`, `agentic.step_complete`,
 `agentic.task_complete`, with the same keys) with `get_stream_writer()`. Its parallel form
 `Send`s every ready step to the `executor` node, joins the wave in a `join` node and routes
-from there to the next ready steps or the summariser. It has none of the project's guarantees
-(no retries, timeouts, adaptation, budgets or thread holds): it shows what those cost.
+from there to the next ready steps or the summariser. It has none of the project's
+guarantees (no retries, timeouts, adaptation, budgets or thread holds): it shows what those
+cost.
 
-Cases, each project / hand-written (same model calls and events, checked before timing):
+Cases, each project / hand-written (same model calls, with the same prompts and tools bound,
+and the same events, checked before timing):
 1. async:    N=200 concurrent `ainvoke` runs (asyncio.gather) of 5-step plans, sequential.
 2. invoke:   N=100 runs of 5-step plans one after another with blocking `invoke`.
 3. SQLite:   20-step runs with a `SqliteSaver` (a file in a temporary directory), blocking
@@ -23,12 +27,13 @@ Cases, each project / hand-written (same model calls and events, checked before 
              agent graph (`create_agent_loop(..., executor=agent)`, against calling the same
              agent in the hand-written `executor` node).
 
-The model is `ScriptedChatModel` answering by node at no latency, so what is timed is the
-CPU each loop spends around its model calls. Both sides run in this one process in rounds,
-the project first in even rounds and the hand-written loop first in odd ones, each with a
-fresh model and graph and after one warm-up run; each figure is the median over rounds of
-the ratio taken within a round, with its [min..max]. CPU time (`time.process_time()`, every
-thread of the process) is the figure the targets apply to; wall time is printed beside it.
+The model is `ScriptedChatModel` answering by node at no latency (the plan as a `plan` tool
+call), so what is timed is the CPU each loop spends around its model calls. Both sides run
+in this one process in rounds, the project first in even rounds and the hand-written loop
+first in odd ones, each with a fresh model and graph and after one warm-up run; each figure
+is the median over rounds of the ratio taken within a round, with its [min..max]. CPU time
+(`time.process_time()`, every thread of the process) is the figure the targets apply to;
+wall time is printed beside it.
 
 CPU time on a shared or virtual machine moves from run to run. `--instructions` counts the
 instructions each side executes instead (valgrind's callgrind, only around the timed runs,
@@ -44,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import operator
 import os
 import re
@@ -63,7 +69,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall
 from langchain_core.runnables import Runnable
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.config import get_stream_writer
@@ -84,17 +90,21 @@ Side = Literal["project", "hand-written"]
 SIDES: tuple[Side, Side] = ("project", "hand-written")
 
 
-def plan_text(steps: int, parallel: bool) -> str:
-    """A numbered plan of `steps` steps; in parallel, each waits for none."""
-    marker = " (after none)" if parallel else ""
-    return "\n".join(f"{n}. Do part {n}{marker}" for n in range(1, steps + 1))
+def plan_call(steps: int, parallel: bool) -> AIMessage:
+    """A plan of `steps` steps as a model held to the plan's schema gives it: a call of the
+    `plan` tool; in parallel, each step waiting for none."""
+    items = [f"Do part {n}" for n in range(1, steps + 1)]
+    if parallel:
+        items = [{"description": item, "depends_on": []} for item in items]
+    call = ToolCall(name="plan", args={"steps": items}, id="plan")
+    return AIMessage("", tool_calls=[call])
 
 
 def scripted_model(steps: int, parallel: bool = False) -> ScriptedChatModel:
     """The deterministic model of both sides: it answers by node, at no latency."""
-    plan = plan_text(steps, parallel)
+    plan = plan_call(steps, parallel)
 
-    def answer(call: ModelCall) -> str:
+    def answer(call: ModelCall) -> str | AIMessage:
         return {"planner": plan, "summariser": ANSWER}.get(call.node or "", RESULT)
 
     return ScriptedChatModel(responses=answer)
@@ -133,6 +143,30 @@ SUMMARY_PROMPT = (
 )
 NUMBERED = re.compile(r"^\s*\d+[.)]\s+(.+?)\s*$", re.MULTILINE)
 AFTER = re.compile(r"\s*\(after (none|\d+(?:\s*,\s*\d+)*)\)$")
+
+
+def plan_schema(max_steps: int, parallel: bool) -> dict[str, Any]:
+    """The plan the planner is held to: a list of steps; in parallel, each with the steps it
+    waits for."""
+    item: dict[str, Any] = {"type": "string"}
+    if parallel:
+        waits = {"type": "array", "items": {"type": "integer"}, "maxItems": max_steps - 1}
+        properties = {"description": {"type": "string", "minLength": 1}, "depends_on": waits}
+        item = {"type": "object", "properties": properties, "required": list(properties)}
+    return {
+        "title": "plan",
+        "description": "The steps that do the task, in order.",
+        "type": "object",
+        "properties": {"steps": {"type": "array", "items": item, "minItems": 1}},
+        "required": ["steps"],
+    }
+
+
+def planner_model(model: ScriptedChatModel, max_steps: int, parallel: bool) -> Runnable[Any, Any]:
+    """The model held to the plan's schema: it answers with a call of the `plan` tool (the
+    model call `with_structured_output` makes, without its parsing chain around it)."""
+    return model.bind_tools([plan_schema(max_steps, parallel)], tool_choice="any")
+
 
 Usage = dict[str, int]
 
@@ -190,10 +224,15 @@ def plan_prompt(state: LoopState, max_steps: int, parallel: bool) -> str:
     return prompt + PARALLEL_HINT if parallel else prompt
 
 
-def planned(state: LoopState, reply: BaseMessage, max_steps: int, parallel: bool) -> LoopState:
-    """The plan read from the planner's reply; writes `agentic.plan_ready`."""
+def planned(state: LoopState, reply: AIMessage, max_steps: int, parallel: bool) -> LoopState:
+    """The plan read from the planner's reply (its `plan` call, else a numbered list in its
+    text); writes `agentic.plan_ready`."""
+    structured = reply.tool_calls[0]["args"]["steps"] if reply.tool_calls else None
     steps, dependencies = [], []
-    for line in NUMBERED.findall(reply.text)[:max_steps]:
+    for item in (structured or [])[:max_steps]:
+        steps.append(item if isinstance(item, str) else item["description"])
+        dependencies.append([] if isinstance(item, str) else item["depends_on"])
+    for line in [] if structured else NUMBERED.findall(reply.text)[:max_steps]:
         marker = AFTER.search(line) if parallel else None
         waits = marker[1] if marker else "none"
         steps.append(line[: marker.start()] if marker else line)
@@ -205,7 +244,7 @@ def planned(state: LoopState, reply: BaseMessage, max_steps: int, parallel: bool
         "task": state["task"],
         "steps": steps,
         "total": len(steps),
-        "plan_format": "text",
+        "plan_format": "json" if structured else "text",
         "spent": {"model_calls": 1, "tokens": usage_of(reply)["total_tokens"]},
     }
     update: LoopState = {
@@ -338,11 +377,12 @@ def sequential_loop(
     routers for `ainvoke`, plain ones for `invoke`. With `agent`, the executor node asks it
     (one human message in, its last message the result) instead of the model."""
 
+    plans = planner_model(model, max_steps, False)
     if blocking:
         assert agent is None, "the blocking loop asks the model"
 
         def planner(state: LoopState) -> LoopState:
-            reply = model.invoke(plan_prompt(state, max_steps, False))
+            reply = plans.invoke(plan_prompt(state, max_steps, False))
             return planned(state, reply, max_steps, False)
 
         def executor(state: LoopState) -> LoopState:
@@ -364,7 +404,7 @@ def sequential_loop(
             return messages[-1]
 
         async def planner(state: LoopState) -> LoopState:
-            reply = await model.ainvoke(plan_prompt(state, max_steps, False))
+            reply = await plans.ainvoke(plan_prompt(state, max_steps, False))
             return planned(state, reply, max_steps, False)
 
         async def executor(state: LoopState) -> LoopState:
@@ -393,8 +433,10 @@ def parallel_loop(model: ScriptedChatModel, *, max_steps: int, max_parallel: int
     executor, a join ends each wave, and its router sends the next ready steps or goes to
     the summariser."""
 
+    plans = planner_model(model, max_steps, True)
+
     async def planner(state: LoopState) -> LoopState:
-        reply = await model.ainvoke(plan_prompt(state, max_steps, True))
+        reply = await plans.ainvoke(plan_prompt(state, max_steps, True))
         return planned(state, reply, max_steps, True)
 
     async def executor(branch: Branch) -> LoopState:
@@ -534,19 +576,28 @@ def events_of(case: Case, side: Side) -> tuple[list[dict[str, Any]], list[ModelC
     return events, model.calls
 
 
+def call_of(call: ModelCall) -> tuple[str | None, str, str]:
+    """What makes two model calls the same: the node, the prompt and the tools bound (the
+    plan's schema among them)."""
+    return call.node, call.prompt, json.dumps(call.tool_schemas, sort_keys=True)
+
+
 def check_fair(case: Case) -> None:
-    """Both sides make the same model calls (plan, one per step, summary, from the same
-    nodes) and write the same events (kinds, counts, keys); in sequence, in the same order."""
+    """Both sides make the same model calls (plan, one per step, summary: the same nodes,
+    prompts and tools bound) and write the same events (kinds, counts, keys, the same plan);
+    in sequence, in the same order."""
     (project, project_calls), (mine, my_calls) = (events_of(case, side) for side in SIDES)
     assert len(project_calls) == len(my_calls) == case.steps + 2, (project_calls, my_calls)
-    nodes = Counter(call.node for call in project_calls)
-    assert nodes == Counter(call.node for call in my_calls), (project_calls, my_calls)
+    calls = [call_of(call) for call in project_calls]
+    assert Counter(calls) == Counter(call_of(call) for call in my_calls), (calls, my_calls)
     kinds = [event["event"] for event in project]
     assert Counter(kinds) == Counter(event["event"] for event in mine), (project, mine)
     assert case.parallel or kinds == [event["event"] for event in mine], (project, mine)
     assert len(kinds) == 2 * case.steps + 2, kinds
     keys = {event["event"]: set(event) for event in project}
     assert keys == {event["event"]: set(event) for event in mine}, (keys, mine)
+    plans = [{**events[0], "task_id": None} for events in (project, mine)]
+    assert plans[0] == plans[1], plans  # the same plan, read from the same kind of answer
 
 
 Measure = Callable[[], AbstractContextManager[list[float]]]
