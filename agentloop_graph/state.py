@@ -304,7 +304,7 @@ def new_cursor(*, approved: bool, started_at: float) -> Cursor:
 def open_step(state: StepInput) -> int:
     """The 1-based number of the step a node works on: the one a parallel run's `Branch`
     names, else the one after the ended ones."""
-    step = cast(Mapping[str, Any], state).get("step")
+    step = cast("Mapping[str, Any]", state).get("step")  # a string: no typing at run time
     return int(step) if step else len(state["steps"]) + 1
 
 
