@@ -147,7 +147,8 @@ AFTER = re.compile(r"\s*\(after (none|\d+(?:\s*,\s*\d+)*)\)$")
 
 def plan_schema(max_steps: int, parallel: bool) -> dict[str, Any]:
     """The plan the planner is held to: a list of steps; in parallel, each with the steps it
-    waits for."""
+    waits for. Written out as a user would, the same as the loop's (`check_fair` compares
+    the tools each call binds)."""
     item: dict[str, Any] = {"type": "string"}
     if parallel:
         waits = {"type": "array", "items": {"type": "integer"}, "maxItems": max_steps - 1}
