@@ -341,8 +341,8 @@ def test_off_a_terminal_a_still_working_line_follows_each_heartbeat_of_silence(
     assert after(cli.HEARTBEAT - 0.5) == "Plan (1 step):\n"
     spending.update({"event": "agentic.step_started", "spent": {"model_calls": 1, "tokens": 900}})
     console.working("step 1/1")
-    assert after(0.5) == "    … step 1/1, 0 s so far (1 model call, 900 tokens)\n"
-    assert after(cli.HEARTBEAT) == "    … step 1/1, 10 s so far (1 model call, 900 tokens)\n"
+    assert after(1) == "    … step 1/1, 1 s so far (1 model call, 900 tokens)\n"
+    assert after(cli.HEARTBEAT) == "    … step 1/1, 11 s so far (1 model call, 900 tokens)\n"
     console.working(None)
     assert after(cli.HEARTBEAT) == ""  # nothing running, nothing to say
 
@@ -351,8 +351,7 @@ def _a_heartbeat_every_tick(monkeypatch: pytest.MonkeyPatch) -> None:
     """The console's clock moves a heartbeat each time it is read: off a terminal, every tick
     while the model works prints a still-working line, with no wait for the heartbeat."""
     now = itertools.count(step=cli.HEARTBEAT)
-    clock = functools.partial(cli.Console, clock=lambda: float(next(now)))
-    monkeypatch.setattr(cli, "Console", clock)
+    monkeypatch.setattr(cli, "Console", functools.partial(cli.Console, clock=lambda: next(now)))
 
 
 def test_output_that_is_not_a_terminal_gets_plain_still_working_lines(
