@@ -41,7 +41,9 @@ def replanning(state: PlannerInput) -> bool:
 def _roster(settings: Settings) -> list[tuple[str, str]]:
     """The agents the planner assigns steps to, and what each does: none without a roster
     (`executor=`'s one agent does every step)."""
-    return [(agent.name, agent.description) for agent in settings.agents if settings.roster]
+    if not settings.roster:
+        return []
+    return [(agent.name, agent.description) for agent in settings.agents]
 
 
 def _plan_request(
